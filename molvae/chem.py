@@ -1,0 +1,99 @@
+"""RDKit helpers. Every function returns ``None`` on failure instead of raising.
+
+Molecule policy (applied the same way in training, encoding and optimization):
+``standardize`` keeps the largest organic fragment (salts and counter-ions dropped),
+removes isotope labels, keeps stereochemistry and formal charges, and rejects
+molecules RDKit cannot sanitize.  What the model cannot represent (atoms outside its
+vocabulary, too many tokens) is rejected later by the tokenizer with a reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from rdkit import Chem, RDLogger
+
+__all__ = ["quiet_rdkit", "to_mol", "canonical", "standardize", "heavy_atoms", "is_valid"]
+
+
+@contextlib.contextmanager
+def quiet_rdkit() -> Iterator[None]:
+    """Silence RDKit's C++ log (parse errors, sanitization warnings) inside the block.
+
+    >>> with quiet_rdkit():
+    ...     to_mol("not a smiles") is None
+    True
+    """
+    logger = RDLogger.logger()
+    logger.setLevel(RDLogger.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(RDLogger.WARNING)
+        # rdApp.info stays off, as it is by default
+        RDLogger.DisableLog("rdApp.info")
+
+
+def to_mol(smiles: object) -> Chem.Mol | None:
+    """Parse a SMILES string into a sanitized RDKit molecule, or ``None``."""
+    if not isinstance(smiles, str):
+        return None
+    s = smiles.strip()
+    if not s:
+        return None
+    with quiet_rdkit():
+        try:
+            mol = Chem.MolFromSmiles(s)
+        except Exception:  # RDKit raises on a few pathological inputs
+            return None
+    if mol is None or mol.GetNumAtoms() == 0:
+        return None
+    return mol
+
+
+def canonical(smiles: object, isomeric: bool = True) -> str | None:
+    """Canonical SMILES of ``smiles``, or ``None`` when RDKit cannot parse it."""
+    mol = to_mol(smiles)
+    if mol is None:
+        return None
+    try:
+        return Chem.MolToSmiles(mol, isomericSmiles=isomeric)
+    except Exception:
+        return None
+
+
+def standardize(smiles: object, largest_fragment: bool = True, strip_isotopes: bool = True) -> str | None:
+    """Canonical SMILES after the molvae molecule policy, or ``None``.
+
+    Keeps the largest fragment (by heavy atoms) of a multi-fragment SMILES and drops
+    isotope labels; charges and stereochemistry are kept.
+
+    >>> standardize("CC(=O)[O-].[Na+]")
+    'CC(=O)[O-]'
+    """
+    mol = to_mol(smiles)
+    if mol is None:
+        return None
+    try:
+        if largest_fragment and "." in Chem.MolToSmiles(mol):
+            frags = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=True)
+            mol = max(frags, key=lambda m: (m.GetNumHeavyAtoms(), Chem.MolToSmiles(m)))
+        if strip_isotopes:
+            for atom in mol.GetAtoms():
+                if atom.GetIsotope():
+                    atom.SetIsotope(0)
+        return Chem.MolToSmiles(mol)
+    except Exception:
+        return None
+
+
+def heavy_atoms(smiles: object) -> int | None:
+    """Number of heavy atoms, or ``None`` for an unparsable SMILES."""
+    mol = to_mol(smiles)
+    return None if mol is None else mol.GetNumHeavyAtoms()
+
+
+def is_valid(smiles: object) -> bool:
+    """True when RDKit parses ``smiles`` into a non-empty molecule."""
+    return to_mol(smiles) is not None
