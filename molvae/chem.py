@@ -76,7 +76,7 @@ def standardize(smiles: object, largest_fragment: bool = True, strip_isotopes: b
     if mol is None:
         return None
     try:
-        if largest_fragment and "." in Chem.MolToSmiles(mol):
+        if largest_fragment and "." in str(smiles):
             frags = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=True)
             mol = max(frags, key=lambda m: (m.GetNumHeavyAtoms(), Chem.MolToSmiles(m)))
         if strip_isotopes:

@@ -1,0 +1,515 @@
+"""The SELFIES VAE: bidirectional GRU encoder, autoregressive GRU decoder conditioned on z.
+
+>>> import molvae as mv
+>>> model = mv.load_pretrained()                     # doctest: +SKIP
+>>> df = model.sample(100, seed=0)                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pickle
+import zipfile
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence
+from tqdm.auto import tqdm
+
+from . import __version__
+from .config import ModelConfig, from_dict
+from .tokenizer import SelfiesTokenizer, selfies_to_smiles
+
+__all__ = ["MolVAE", "resolve_device", "load_checkpoint", "save_checkpoint", "CheckpointError"]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "molvae-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable molvae checkpoint."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    return torch.device(device)
+
+
+class MolVAE(nn.Module):
+    """SELFIES VAE.  ``tokenizer`` fixes the vocabulary; ``config`` the sizes."""
+
+    def __init__(self, tokenizer: SelfiesTokenizer, config: ModelConfig | None = None):
+        super().__init__()
+        config = config or ModelConfig()
+        config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size, max_length=tokenizer.max_length)
+        self.tokenizer = tokenizer
+        self.config = c = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim, padding_idx=tokenizer.pad_id)
+        self.encoder = nn.GRU(
+            c.embedding_dim,
+            c.encoder_hidden_dim,
+            num_layers=c.encoder_layers,
+            dropout=c.encoder_dropout if c.encoder_layers > 1 else 0.0,
+            batch_first=True,
+            bidirectional=True,
+        )
+        self.to_posterior = nn.Linear(2 * c.encoder_hidden_dim, 2 * c.latent_dim)
+        self.latent_to_hidden = nn.Linear(c.latent_dim, c.decoder_layers * c.decoder_hidden_dim)
+        self.decoder = nn.GRU(
+            c.embedding_dim + c.latent_dim,
+            c.decoder_hidden_dim,
+            num_layers=c.decoder_layers,
+            dropout=c.decoder_dropout if c.decoder_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.output = nn.Linear(c.decoder_hidden_dim, c.vocab_size)
+        # tokens never generated: padding, <bos>, <unk>; the first token must place an atom
+        banned = torch.zeros(c.vocab_size, dtype=torch.bool)
+        banned[[tokenizer.pad_id, tokenizer.bos_id, tokenizer.unk_id]] = True
+        self.register_buffer("_banned", banned, persistent=False)
+        first_ok = torch.as_tensor(tokenizer.atom_token_mask())
+        self.register_buffer("_first_ok", first_ok, persistent=False)
+
+    # ------------------------------------------------------------------ core
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    def encode_ids(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior parameters.  ids (B, T) with ``<bos>`` first, lengths (B,) -> mu, logvar (B, D)."""
+        tokens = ids[:, 1:]  # (B, T-1): t_1 .. t_n <eos>
+        emb = self.embedding(tokens)
+        packed = pack_padded_sequence(emb, (lengths - 1).cpu(), batch_first=True, enforce_sorted=False)
+        _, h = self.encoder(packed)  # (2 * layers, B, H)
+        h = torch.cat([h[-2], h[-1]], dim=-1)  # last layer, both directions: (B, 2H)
+        mu, logvar = self.to_posterior(h).chunk(2, dim=-1)
+        return mu, logvar.clamp(-20.0, 10.0)
+
+    def init_hidden(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder initial state from z: (B, D) -> (layers, B, H)."""
+        c = self.config
+        h = torch.tanh(self.latent_to_hidden(z))
+        return h.view(z.shape[0], c.decoder_layers, c.decoder_hidden_dim).transpose(0, 1).contiguous()
+
+    def decode_logits(self, z: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits.  z (B, D), inputs (B, T) starting with ``<bos>`` -> (B, T, V)."""
+        emb = self.embedding(inputs)
+        zs = z.unsqueeze(1).expand(-1, inputs.shape[1], -1)
+        out, _ = self.decoder(torch.cat([emb, zs], dim=-1), self.init_hidden(z))
+        return self.output(out)
+
+    def forward(
+        self, ids: torch.Tensor, lengths: torch.Tensor, word_dropout: float = 0.0, sample_z: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """Training pass.  ids (B, T) -> logits (B, T-1, V), targets (B, T-1), mu, logvar, z."""
+        t = int(lengths.max())
+        ids = ids[:, :t]
+        mu, logvar = self.encode_ids(ids, lengths)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample_z else mu
+        inputs, targets = ids[:, :-1], ids[:, 1:]
+        if word_dropout > 0 and self.training:
+            drop = (torch.rand(inputs.shape, device=inputs.device) < word_dropout) & (inputs != self.tokenizer.pad_id)
+            drop[:, 0] = False  # keep <bos>
+            inputs = inputs.masked_fill(drop, self.tokenizer.unk_id)
+        return {"logits": self.decode_logits(z, inputs), "targets": targets, "mu": mu, "logvar": logvar, "z": z}
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate(
+        self,
+        z: torch.Tensor,
+        method: str = "greedy",
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        max_length: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode token ids from z (B, D).  Returns ids (B, T) with ``<bos>`` and ``<eos>``, and the
+        NLL (B,) of the generated tokens under the model at temperature 1.
+
+        ``method``: ``greedy`` or ``sample`` (with ``temperature``).  The first token always
+        places an atom and every row ends with ``<eos>``, so every row decodes to a molecule.
+        """
+        if method not in ("greedy", "sample"):
+            raise ValueError(f"unknown decoding method {method!r}; use greedy, sample or beam")
+        if method == "sample" and temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        tok = self.tokenizer
+        max_length = max_length or tok.max_length
+        b = z.shape[0]
+        h = self.init_hidden(z)
+        current = torch.full((b,), tok.bos_id, dtype=torch.long, device=z.device)
+        out = torch.full((b, max_length + 2), tok.pad_id, dtype=torch.long, device=z.device)
+        out[:, 0] = tok.bos_id
+        nll = torch.zeros(b, device=z.device)
+        done = torch.zeros(b, dtype=torch.bool, device=z.device)
+        zin = z.unsqueeze(1)
+        for t in range(max_length + 1):
+            x = torch.cat([self.embedding(current).unsqueeze(1), zin], dim=-1)
+            o, h = self.decoder(x, h)
+            logits = self.output(o[:, 0]).float()
+            logits = logits.masked_fill(self._banned, float("-inf"))
+            if t == 0:
+                logits = logits.masked_fill(~self._first_ok, float("-inf"))
+            if t == max_length:  # out of room: end here
+                nxt = torch.full((b,), tok.eos_id, dtype=torch.long, device=z.device)
+            elif method == "greedy":
+                nxt = logits.argmax(dim=-1)
+            else:
+                probs = F.softmax(logits / temperature, dim=-1)
+                nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            logp = F.log_softmax(logits, dim=-1).gather(1, nxt.unsqueeze(1)).squeeze(1)
+            nll = nll + torch.where(done, torch.zeros_like(logp), -logp.nan_to_num(neginf=0.0))
+            nxt = torch.where(done, torch.full_like(nxt, tok.pad_id), nxt)
+            out[:, t + 1] = nxt
+            done = done | (nxt == tok.eos_id)
+            current = nxt
+            if bool(done.all()):
+                break
+        return out, nll
+
+    @torch.no_grad()
+    def beam_search(self, z: torch.Tensor, beam_width: int = 5, max_length: int | None = None) -> torch.Tensor:
+        """Most likely token sequence per z by beam search: (B, D) -> ids (B, T)."""
+        tok = self.tokenizer
+        max_length = max_length or tok.max_length
+        b, k, v = z.shape[0], beam_width, self.config.vocab_size
+        zk = z.repeat_interleave(k, dim=0)  # (B*K, D)
+        h = self.init_hidden(zk)
+        scores = torch.full((b, k), float("-inf"), device=z.device)
+        scores[:, 0] = 0.0
+        seqs = torch.full((b * k, max_length + 2), tok.pad_id, dtype=torch.long, device=z.device)
+        seqs[:, 0] = tok.bos_id
+        current = seqs[:, 0].clone()
+        done = torch.zeros(b * k, dtype=torch.bool, device=z.device)
+        for t in range(max_length + 1):
+            x = torch.cat([self.embedding(current).unsqueeze(1), zk.unsqueeze(1)], dim=-1)
+            o, h = self.decoder(x, h)
+            logp = F.log_softmax(self.output(o[:, 0]).float().masked_fill(self._banned, float("-inf")), dim=-1)
+            if t == 0:
+                logp = logp.masked_fill(~self._first_ok, float("-inf"))
+            if t == max_length:
+                forced = torch.full_like(logp, float("-inf"))
+                forced[:, tok.eos_id] = 0.0
+                logp = forced
+            # a finished beam only continues with padding, at no cost
+            finished = torch.full_like(logp, float("-inf"))
+            finished[:, tok.pad_id] = 0.0
+            logp = torch.where(done.unsqueeze(1), finished, logp)
+            cand = (scores.view(b * k, 1) + logp).view(b, k * v)
+            scores, flat = cand.topk(k, dim=1)  # (B, K)
+            beam = flat // v
+            token = flat % v
+            src = (torch.arange(b, device=z.device).unsqueeze(1) * k + beam).view(-1)
+            seqs = seqs[src]
+            h = h[:, src]
+            done = done[src]
+            token = token.view(-1)
+            seqs[:, t + 1] = token
+            done = done | (token == tok.eos_id)
+            current = token
+            if bool(done.all()):
+                break
+        best = seqs.view(b, k, -1)[:, 0]
+        return best
+
+    # ------------------------------------------------------------------ user API
+    def _batches(self, n: int, batch_size: int, desc: str, progress: bool):
+        starts = range(0, n, batch_size)
+        return tqdm(starts, desc=desc, unit="batch", disable=not progress or n <= batch_size, leave=False)
+
+    @torch.no_grad()
+    def encode(
+        self, smiles: Sequence[str] | str, batch_size: int = 512, sample: bool = False, progress: bool = False
+    ) -> np.ndarray:
+        """Posterior means (N, latent_dim) of ``smiles``.
+
+        Molecules the tokenizer rejects get a row of NaN and are counted in the log (the
+        reasons: ``model.tokenizer.encode(smiles).failures``).  ``sample=True`` draws z
+        from q(z|x) instead of taking the mean.
+        """
+        if isinstance(smiles, str):
+            smiles = [smiles]
+        smiles = list(smiles)
+        batch = self.tokenizer.encode(smiles)
+        out = np.full((len(smiles), self.latent_dim), np.nan, dtype=np.float32)
+        if len(batch.failures):
+            logger.warning(
+                "encode: %d of %d molecules cannot be encoded (first: %s: %s)",
+                len(batch.failures), len(smiles), batch.failures.smiles.iloc[0], batch.failures.reason.iloc[0],
+            )
+        was_training = self.training
+        self.eval()
+        try:
+            for s in self._batches(len(batch), batch_size, "encode", progress):
+                ids = torch.as_tensor(batch.ids[s : s + batch_size], device=self.device)
+                lengths = torch.as_tensor(batch.lengths[s : s + batch_size], device=self.device)
+                mu, logvar = self.encode_ids(ids[:, : int(lengths.max())], lengths)
+                z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
+                out[batch.index[s : s + batch_size]] = z.float().cpu().numpy()
+        finally:
+            self.train(was_training)
+        return out
+
+    def _decode_ids(self, ids: np.ndarray) -> tuple[list[str], list[str | None]]:
+        selfies = self.tokenizer.decode_selfies(ids)
+        return selfies, [selfies_to_smiles(s) for s in selfies]
+
+    @torch.no_grad()
+    def decode_z(
+        self,
+        z: np.ndarray | torch.Tensor,
+        method: str = "greedy",
+        temperature: float = 1.0,
+        beam_width: int = 5,
+        seed: int | None = None,
+        batch_size: int = 1024,
+        progress: bool = False,
+    ) -> pd.DataFrame:
+        """Decode latent points (N, D) -> DataFrame (smiles, selfies, valid, nll)."""
+        z = torch.as_tensor(np.asarray(z, dtype=np.float32)) if not torch.is_tensor(z) else z.float()
+        if z.ndim == 1:
+            z = z.unsqueeze(0)
+        if z.shape[1] != self.latent_dim:
+            raise ValueError(f"z has {z.shape[1]} dimensions, the model {self.latent_dim}")
+        if not torch.isfinite(z).all():
+            raise ValueError("z contains NaN or inf (a molecule that failed to encode?)")
+        gen = None
+        if seed is not None:
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(int(seed))
+        was_training = self.training
+        self.eval()
+        frames = []
+        try:
+            for s in self._batches(len(z), batch_size, "decode", progress):
+                zb = z[s : s + batch_size].to(self.device)
+                if method == "beam":
+                    ids = self.beam_search(zb, beam_width)
+                    nll = torch.full((len(zb),), float("nan"))
+                else:
+                    ids, nll = self.generate(zb, method=method, temperature=temperature, generator=gen)
+                selfies, smiles = self._decode_ids(ids.cpu().numpy())
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "smiles": [s or "" for s in smiles],
+                            "selfies": selfies,
+                            "valid": [s is not None for s in smiles],
+                            "nll": nll.cpu().numpy().astype(float),
+                        }
+                    )
+                )
+        finally:
+            self.train(was_training)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["smiles", "selfies", "valid", "nll"])
+
+    def decode(self, z: np.ndarray | torch.Tensor, method: str = "greedy", **kwargs) -> list[str]:
+        """Latent points (N, D) -> N canonical SMILES (greedy by default)."""
+        return self.decode_z(z, method=method, **kwargs)["smiles"].tolist()
+
+    def sample(
+        self,
+        n: int,
+        temperature: float = 1.0,
+        seed: int | None = None,
+        batch_size: int = 1024,
+        method: str = "sample",
+        progress: bool = True,
+    ) -> pd.DataFrame:
+        """Draw ``n`` molecules: z ~ N(0, I), then decode.  DataFrame: smiles, selfies, valid, nll.
+
+        Rows keep their order; a row that failed to decode stays in, flagged ``valid=False``.
+        """
+        gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+        z = torch.randn(n, self.latent_dim, generator=gen)
+        return self.decode_z(
+            z, method=method, temperature=temperature, seed=seed, batch_size=batch_size, progress=progress
+        )
+
+    def reconstruct(
+        self, smiles: Sequence[str] | str, method: str = "greedy", beam_width: int = 5, progress: bool = False
+    ) -> pd.DataFrame:
+        """Encode (posterior mean) and decode each molecule.
+
+        DataFrame: input, canonical, reconstruction, exact (canonical match); rows that
+        could not be encoded have an empty reconstruction and ``exact=False``.
+        """
+        from .chem import standardize
+
+        if isinstance(smiles, str):
+            smiles = [smiles]
+        smiles = list(smiles)
+        z = self.encode(smiles, progress=progress)
+        ok = np.isfinite(z).all(axis=1)
+        recon = [""] * len(smiles)
+        if ok.any():
+            dec = self.decode(z[ok], method=method, beam_width=beam_width, progress=progress)
+            for i, s in zip(np.flatnonzero(ok), dec):
+                recon[i] = s
+        canon = [standardize(s) if isinstance(s, str) else None for s in smiles]
+        return pd.DataFrame(
+            {
+                "input": smiles,
+                "canonical": canon,
+                "reconstruction": recon,
+                "encoded": ok,
+                "exact": [c is not None and c == r for c, r in zip(canon, recon)],
+            }
+        )
+
+    def interpolate(self, a: str, b: str, steps: int = 8, method: str = "slerp") -> pd.DataFrame:
+        """Molecules decoded (greedy) along the path between the latent means of ``a`` and ``b``.
+
+        ``method``: ``slerp`` (spherical, stays where the prior has mass) or ``linear``.
+        """
+        z = self.encode([a, b])
+        if not np.isfinite(z).all():
+            raise ValueError(f"cannot encode {a!r} or {b!r}: {self.tokenizer.encode([a, b]).failures.reason.tolist()}")
+        t = np.linspace(0.0, 1.0, steps)
+        za, zb = z[0], z[1]
+        if method == "slerp":
+            cos = np.dot(za, zb) / (np.linalg.norm(za) * np.linalg.norm(zb) + 1e-12)
+            omega = np.arccos(np.clip(cos, -1.0, 1.0))
+            if omega < 1e-6:
+                path = np.outer(1 - t, za) + np.outer(t, zb)
+            else:
+                path = (np.sin((1 - t) * omega)[:, None] * za + np.sin(t * omega)[:, None] * zb) / np.sin(omega)
+        elif method == "linear":
+            path = np.outer(1 - t, za) + np.outer(t, zb)
+        else:
+            raise ValueError("method must be 'slerp' or 'linear'")
+        df = self.decode_z(path.astype(np.float32))
+        df.insert(0, "t", t)
+        return df
+
+    def neighbors(
+        self, smiles: str, n: int = 10, radius: float = 0.5, seed: int = 0, max_tries: int = 20
+    ) -> pd.DataFrame:
+        """Up to ``n`` distinct molecules decoded (greedy) from points near ``smiles``'s latent mean.
+
+        Points are drawn as z + radius * N(0, I); DataFrame sorted by latent distance with
+        smiles, distance and Tanimoto similarity to the query.
+        """
+        from .chem import standardize
+        from .properties import similarity
+
+        z0 = self.encode([smiles])
+        if not np.isfinite(z0).all():
+            raise ValueError(f"cannot encode {smiles!r}: {self.tokenizer.encode([smiles]).failures.reason.tolist()}")
+        query = standardize(smiles)
+        rng = np.random.default_rng(seed)
+        found: dict[str, float] = {}
+        for _ in range(max_tries):
+            eps = rng.standard_normal((max(2 * n, 16), self.latent_dim)).astype(np.float32)
+            pts = z0 + radius * eps
+            for s, d in zip(self.decode(pts), np.linalg.norm(pts - z0, axis=1)):
+                if s and s != query and (s not in found or d < found[s]):
+                    found[s] = float(d)
+            if len(found) >= n:
+                break
+        df = pd.DataFrame({"smiles": list(found), "distance": list(found.values())})
+        df = df.sort_values("distance", kind="stable").head(n).reset_index(drop=True)
+        df["similarity"] = similarity(df["smiles"].tolist(), smiles)
+        return df
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | os.PathLike, half: bool = False, metadata: dict | None = None, **extra) -> None:
+        """Write a checkpoint (weights, config, vocabulary, metadata); ``half`` stores float16 weights."""
+        state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in self.state_dict().items()}
+        save_checkpoint(path, self.checkpoint_dict(state, metadata, **extra))
+
+    def checkpoint_dict(self, state: dict | None = None, metadata: dict | None = None, **extra) -> dict:
+        meta = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        meta.update(metadata or {})
+        ckpt = {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
+            "molvae_version": __version__,
+            "model_config": dataclasses.asdict(self.config),
+            "tokenizer": self.tokenizer.to_dict(),
+            "state_dict": state if state is not None else {k: v.detach().cpu() for k, v in self.state_dict().items()},
+            "metadata": meta,
+        }
+        ckpt.update(extra)
+        return ckpt
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, device: str | torch.device = "auto") -> MolVAE:
+        try:
+            tokenizer = SelfiesTokenizer.from_dict(ckpt["tokenizer"])
+            config = from_dict(ModelConfig, ckpt["model_config"])
+            model = cls(tokenizer, config)
+            state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+            model.load_state_dict(state)
+        except (KeyError, TypeError, RuntimeError, ValueError) as err:
+            raise CheckpointError(f"checkpoint content is inconsistent: {err}") from None
+        model.metadata = dict(ckpt.get("metadata", {}))
+        model.eval()
+        return model.to(resolve_device(device))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "auto") -> MolVAE:
+        """Load a checkpoint written by :meth:`save` or by training (``best.pt`` / ``last.pt``)."""
+        return cls.from_checkpoint(load_checkpoint(path), device=device)
+
+
+def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
+    """Atomic write: a temporary file in the same folder, flushed, then renamed over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(ckpt, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint with ``weights_only=True`` (tensors and plain types only) and check its format."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such checkpoint: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (zero bytes): not a molvae checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path} holds objects other than tensors and plain types; refusing to unpickle it ({str(err).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError, IndexError) as err:
+        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {err}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a molvae checkpoint (written by another program?)")
+    version = ckpt.get("format_version")
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {version}, newer than this molvae "
+            f"({__version__}) reads ({CHECKPOINT_VERSION}); upgrade molvae"
+        )
+    return ckpt

@@ -1,0 +1,335 @@
+"""SELFIES tokenizer: SMILES <-> padded integer arrays.
+
+Sequences are laid out as ``<bos> t_1 ... t_n <eos> <pad> ...`` with ``n <= max_length``;
+``lengths`` counts ``n + 2`` (both markers).  Every SELFIES string decodes to a valid
+molecule, so any id sequence whose tokens include one atom decodes to a valid SMILES.
+
+>>> tok = SelfiesTokenizer.fit(["CCO", "c1ccccc1O"])
+>>> batch = tok.encode(["CCO"])
+>>> tok.decode(batch.ids)
+['CCO']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import selfies as sf
+from tqdm.auto import tqdm
+
+from .chem import canonical, standardize
+
+__all__ = ["SelfiesTokenizer", "TokenizationError", "EncodedBatch", "SPECIAL_TOKENS"]
+
+logger = logging.getLogger(__name__)
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
+TOKENIZER_FORMAT = "molvae-selfies-tokenizer"
+TOKENIZER_VERSION = 1
+# Below this many molecules a batch is tokenized in-process: starting workers costs more.
+PARALLEL_THRESHOLD = 20_000
+_CHUNK = 4_000
+
+
+class TokenizationError(ValueError):
+    """A molecule that cannot be turned into tokens; carries the SMILES and the reason."""
+
+    def __init__(self, smiles: object, reason: str):
+        super().__init__(f"cannot tokenize {smiles!r}: {reason}")
+        self.smiles = smiles
+        self.reason = reason
+
+
+def _is_structural(token: str) -> bool:
+    """Branch and ring tokens (and specials) place no atom."""
+    return token in SPECIAL_TOKENS or "Branch" in token or "Ring" in token or token == "[nop]"
+
+
+def smiles_to_tokens(smiles: object, standardize_input: bool = True) -> list[str]:
+    """SELFIES tokens of one molecule, after the molecule policy of :func:`molvae.chem.standardize`.
+
+    Raises :class:`TokenizationError` with the reason on failure.
+    """
+    if not isinstance(smiles, str) or not smiles.strip():
+        raise TokenizationError(smiles, "empty or not a string")
+    smi = standardize(smiles) if standardize_input else canonical(smiles)
+    if smi is None:
+        raise TokenizationError(smiles, "invalid SMILES (RDKit cannot parse it)")
+    try:
+        selfies = sf.encoder(smi, strict=True)
+    except sf.EncoderError as err:
+        raise TokenizationError(smiles, f"SELFIES encoder error: {str(err).splitlines()[0]}") from None
+    except Exception as err:  # selfies raises plain errors on some exotic inputs
+        raise TokenizationError(smiles, f"SELFIES encoder error: {err}") from None
+    tokens = list(sf.split_selfies(selfies))
+    if not tokens:
+        raise TokenizationError(smiles, "empty SELFIES")
+    return tokens
+
+
+def _tokenize_chunk(args: tuple[list, bool]) -> list[tuple[list[str] | None, str | None]]:
+    chunk, standardize_input = args
+    out = []
+    for s in chunk:
+        try:
+            out.append((smiles_to_tokens(s, standardize_input), None))
+        except TokenizationError as err:
+            out.append((None, err.reason))
+    return out
+
+
+def tokenize_many(
+    smiles: Sequence[object],
+    n_jobs: int | None = None,
+    progress: bool = True,
+    standardize_input: bool = True,
+) -> list[tuple[list[str] | None, str | None]]:
+    """``(tokens, None)`` or ``(None, reason)`` for each input, in order; never raises per molecule.
+
+    Large inputs are spread over ``n_jobs`` processes (default: all cores).
+    """
+    smiles = list(smiles)
+    n_jobs = n_jobs or os.cpu_count() or 1
+    chunks = [(smiles[i : i + _CHUNK], standardize_input) for i in range(0, len(smiles), _CHUNK)]
+    bar = tqdm(total=len(smiles), desc="tokenize", unit="mol", disable=not progress, leave=False)
+    results: list[tuple[list[str] | None, str | None]] = []
+    try:
+        if n_jobs > 1 and len(smiles) >= PARALLEL_THRESHOLD:
+            with mp.get_context("spawn").Pool(n_jobs) as pool:
+                for part in pool.imap(_tokenize_chunk, chunks):
+                    results.extend(part)
+                    bar.update(len(part))
+        else:
+            for chunk in chunks:
+                part = _tokenize_chunk(chunk)
+                results.extend(part)
+                bar.update(len(part))
+    finally:
+        bar.close()
+    return results
+
+
+@dataclass
+class EncodedBatch:
+    """Result of :meth:`SelfiesTokenizer.encode`.
+
+    ``ids``: (N_ok, max_length + 2) token ids; ``lengths``: (N_ok,) tokens including both
+    markers; ``index``: (N_ok,) positions in the input of the rows kept; ``failures``: a
+    DataFrame (index, smiles, reason) of the inputs that could not be encoded.
+    """
+
+    ids: np.ndarray
+    lengths: np.ndarray
+    index: np.ndarray
+    failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["index", "smiles", "reason"]))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class SelfiesTokenizer:
+    """SELFIES vocabulary with ``<pad>=0, <bos>=1, <eos>=2, <unk>=3`` then the sorted tokens."""
+
+    def __init__(self, tokens: Iterable[str], max_length: int, standardize_input: bool = True):
+        regular = sorted(set(tokens) - set(SPECIAL_TOKENS))
+        if not regular:
+            raise ValueError("a tokenizer needs at least one SELFIES token")
+        if max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {max_length}")
+        self.itos: list[str] = list(SPECIAL_TOKENS) + regular
+        self.stoi: dict[str, int] = {t: i for i, t in enumerate(self.itos)}
+        self.max_length = int(max_length)
+        self.standardize_input = bool(standardize_input)
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def fit(
+        cls,
+        smiles: Sequence[object],
+        max_length: int | None = None,
+        n_jobs: int | None = None,
+        progress: bool = True,
+        standardize_input: bool = True,
+    ) -> SelfiesTokenizer:
+        """Vocabulary of every token seen in ``smiles`` (sorted, so fitting twice gives the same).
+
+        ``max_length`` defaults to the longest molecule seen; molecules that fail to
+        tokenize are skipped and counted in the log.
+        """
+        results = tokenize_many(smiles, n_jobs=n_jobs, progress=progress, standardize_input=standardize_input)
+        return cls.fit_tokens([t for t, _ in results], max_length, standardize_input, n_failed=None)
+
+    @classmethod
+    def fit_tokens(
+        cls,
+        token_lists: Iterable[list[str] | None],
+        max_length: int | None = None,
+        standardize_input: bool = True,
+        n_failed: int | None = None,
+    ) -> SelfiesTokenizer:
+        """Fit from already tokenized molecules (``None`` entries are failures, skipped)."""
+        vocab: set[str] = set()
+        longest, bad = 0, 0
+        for tokens in token_lists:
+            if tokens is None:
+                bad += 1
+                continue
+            if max_length is not None and len(tokens) > max_length:
+                continue
+            vocab.update(tokens)
+            longest = max(longest, len(tokens))
+        if bad:
+            logger.info("fit: skipped %d molecules that could not be tokenized", bad)
+        if not vocab:
+            raise ValueError("no molecule could be tokenized: cannot fit a vocabulary")
+        return cls(vocab, max_length if max_length is not None else longest, standardize_input)
+
+    def to_dict(self) -> dict:
+        """Plain JSON types only (stored inside checkpoints)."""
+        return {
+            "format": TOKENIZER_FORMAT,
+            "version": TOKENIZER_VERSION,
+            "tokens": self.itos[len(SPECIAL_TOKENS) :],
+            "max_length": self.max_length,
+            "standardize_input": self.standardize_input,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SelfiesTokenizer:
+        if not isinstance(data, dict) or data.get("format") != TOKENIZER_FORMAT:
+            raise ValueError("not a molvae tokenizer description (missing or wrong 'format')")
+        if int(data.get("version", -1)) > TOKENIZER_VERSION:
+            raise ValueError(
+                f"tokenizer format version {data.get('version')} is newer than this molvae supports "
+                f"({TOKENIZER_VERSION}); upgrade molvae"
+            )
+        return cls(data["tokens"], int(data["max_length"]), bool(data.get("standardize_input", True)))
+
+    def save(self, path: str | os.PathLike) -> None:
+        with open(path, "w") as fh:
+            json.dump(self.to_dict(), fh, indent=1)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SelfiesTokenizer:
+        with open(path) as fh:
+            return cls.from_dict(json.load(fh))
+
+    def fingerprint(self) -> str:
+        """Short hash of the vocabulary and settings (keys token caches)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SelfiesTokenizer) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"SelfiesTokenizer(vocab_size={self.vocab_size}, max_length={self.max_length})"
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    @property
+    def seq_len(self) -> int:
+        """Width of an encoded array: ``max_length`` plus ``<bos>`` and ``<eos>``."""
+        return self.max_length + 2
+
+    pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
+
+    def atom_token_mask(self) -> np.ndarray:
+        """(vocab_size,) bool: tokens that place an atom (the first generated token must be one)."""
+        return np.array([not _is_structural(t) for t in self.itos])
+
+    # ----------------------------------------------------------------- encoding
+    def tokens_to_ids(self, tokens: list[str], smiles: object = None) -> np.ndarray:
+        """Ids ``<bos> ... <eos> <pad>...`` of a token list; raises :class:`TokenizationError`."""
+        unknown = sorted({t for t in tokens if t not in self.stoi})
+        if unknown:
+            raise TokenizationError(smiles, f"tokens outside the vocabulary: {' '.join(unknown)}")
+        if len(tokens) > self.max_length:
+            raise TokenizationError(smiles, f"too long: {len(tokens)} tokens > max_length {self.max_length}")
+        row = np.full(self.seq_len, self.pad_id, dtype=np.int64)
+        row[0] = self.bos_id
+        row[1 : len(tokens) + 1] = [self.stoi[t] for t in tokens]
+        row[len(tokens) + 1] = self.eos_id
+        return row
+
+    def encode_one(self, smiles: str) -> np.ndarray:
+        """(seq_len,) ids of one molecule; raises :class:`TokenizationError` with the reason."""
+        return self.tokens_to_ids(smiles_to_tokens(smiles, self.standardize_input), smiles)
+
+    def encode(
+        self, smiles: Sequence[object] | str, n_jobs: int | None = None, progress: bool = False
+    ) -> EncodedBatch:
+        """Encode a batch; molecules that fail are reported in ``failures`` with the reason."""
+        if isinstance(smiles, str):
+            smiles = [smiles]
+        smiles = list(smiles)
+        results = tokenize_many(smiles, n_jobs=n_jobs, progress=progress, standardize_input=self.standardize_input)
+        return self.encode_tokens([t for t, _ in results], smiles, [r for _, r in results])
+
+    def encode_tokens(
+        self, token_lists: Sequence[list[str] | None], smiles: Sequence[object], reasons: Sequence[str | None]
+    ) -> EncodedBatch:
+        """Map tokenized molecules to ids; ``None`` entries are failures with ``reasons[i]``."""
+        ids = np.full((len(token_lists), self.seq_len), self.pad_id, dtype=np.int64)
+        lengths = np.zeros(len(token_lists), dtype=np.int64)
+        keep = np.zeros(len(token_lists), dtype=bool)
+        failures = []
+        for i, tokens in enumerate(token_lists):
+            if tokens is None:
+                failures.append((i, smiles[i], reasons[i]))
+                continue
+            try:
+                ids[i] = self.tokens_to_ids(tokens, smiles[i])
+            except TokenizationError as err:
+                failures.append((i, smiles[i], err.reason))
+                continue
+            lengths[i] = len(tokens) + 2
+            keep[i] = True
+        if failures:
+            counts = Counter(r.split(":")[0] for _, _, r in failures)
+            logger.info("encode: %d of %d molecules rejected (%s)", len(failures), len(token_lists), dict(counts))
+        index = np.flatnonzero(keep)
+        return EncodedBatch(
+            ids[keep], lengths[keep], index, pd.DataFrame(failures, columns=["index", "smiles", "reason"])
+        )
+
+    # ----------------------------------------------------------------- decoding
+    def ids_to_selfies(self, ids: Sequence[int] | np.ndarray) -> str:
+        """SELFIES string of one id row: stops at ``<eos>``, skips ``<bos>``/``<pad>``/``<unk>``."""
+        out = []
+        for i in np.asarray(ids).tolist():
+            if i == self.eos_id:
+                break
+            if 0 <= i < len(self.itos) and i >= len(SPECIAL_TOKENS):
+                out.append(self.itos[i])
+        return "".join(out)
+
+    def decode_selfies(self, ids: np.ndarray) -> list[str]:
+        """(N, T) ids -> N SELFIES strings."""
+        ids = np.atleast_2d(np.asarray(ids))
+        return [self.ids_to_selfies(row) for row in ids]
+
+    def decode(self, ids: np.ndarray) -> list[str | None]:
+        """(N, T) ids -> N canonical SMILES; ``None`` only for a row that places no atom."""
+        return [selfies_to_smiles(s) for s in self.decode_selfies(ids)]
+
+
+def selfies_to_smiles(selfies: str) -> str | None:
+    """Canonical SMILES of a SELFIES string, or ``None`` when it decodes to no molecule."""
+    try:
+        smi = sf.decoder(selfies)
+    except Exception:
+        return None
+    return canonical(smi) if smi else None
