@@ -28,7 +28,7 @@ from . import __version__
 from .config import ModelConfig, from_dict
 from .tokenizer import SelfiesTokenizer, selfies_to_smiles
 
-__all__ = ["MolVAE", "resolve_device", "load_checkpoint", "save_checkpoint", "CheckpointError"]
+__all__ = ["MolVAE", "load_pretrained", "resolve_device", "load_checkpoint", "save_checkpoint", "CheckpointError"]
 
 logger = logging.getLogger(__name__)
 
@@ -513,3 +513,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             f"({__version__}) reads ({CHECKPOINT_VERSION}); upgrade molvae"
         )
     return ckpt
+
+
+def load_pretrained(name: str = "moses", device: str | torch.device = "auto") -> MolVAE:
+    """The model shipped inside the package (``molvae/pretrained/NAME.pt``), no download."""
+    from .paths import pretrained_dir
+
+    path = pretrained_dir() / f"{name}.pt"
+    if not path.exists():
+        available = sorted(p.stem for p in pretrained_dir().glob("*.pt")) if pretrained_dir().exists() else []
+        raise FileNotFoundError(f"no shipped model {name!r} (available: {available or 'none'})")
+    return MolVAE.load(path, device=device)

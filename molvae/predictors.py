@@ -148,7 +148,8 @@ class LatentPredictor:
         """
         Zf = _as_2d(Z)
         yf = np.asarray(y.detach().cpu().numpy() if isinstance(y, Tensor) else y, dtype=np.float64)
-        yf = yf.reshape(-1) if yf.ndim == 2 and 1 in yf.shape else yf
+        if yf.ndim == 2 and yf.shape[1] == 1:
+            yf = yf[:, 0]
         if yf.ndim != 1 or len(yf) != len(Zf):
             raise ValueError(f"y must have shape ({len(Zf)},), got {yf.shape}")
         if not np.isfinite(Zf).all():
@@ -408,7 +409,11 @@ class GPPredictor(LatentPredictor):
 
     def _predict(self, Z: np.ndarray, include_noise: bool = False) -> tuple[np.ndarray, np.ndarray]:
         means, stds = [], []
-        y_scale = float(getattr(self.gp_, "_y_train_std", 1.0))
+        # sklearn's normalize_y divides by std(y); its predicted std includes the white noise
+        y_scale = getattr(self.gp_, "_y_train_std", None)
+        if y_scale is None:
+            y_scale = float(np.std(self.y_train_)) or 1.0
+        y_scale = float(np.squeeze(y_scale))
         noise_var = float(self.gp_.kernel_.k2.noise_level) * y_scale**2
         for start in range(0, len(Z), _PREDICT_CHUNK):
             m, s = self.gp_.predict(Z[start : start + _PREDICT_CHUNK], return_std=True)
