@@ -101,17 +101,81 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_properties(df: pd.DataFrame, names: str | None) -> pd.DataFrame:
+    if not names:
+        return df
+    from .properties import compute
+
+    props = compute(df.smiles.tolist(), [n.strip() for n in names.split(",") if n.strip()])
+    return pd.concat([df.reset_index(drop=True), props.drop(columns="smiles")], axis=1)
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     model = _load_model(args.model, args.device)
-    df = model.sample(args.n, temperature=args.temperature, seed=args.seed, method=args.method, progress=not args.quiet)
-    if args.properties:
-        from .properties import compute
+    if not args.output or args.n <= args.chunk_size:
+        df = model.sample(args.n, temperature=args.temperature, seed=args.seed, method=args.method,
+                          progress=not args.quiet)
+        if args.unique:
+            df = df[df.valid].drop_duplicates("smiles").reset_index(drop=True)
+        df = _add_properties(df, args.properties)
+        valid = df.smiles[df.valid]
+        print(f"{len(df):,} sampled: valid {df.valid.mean():.3f}, unique {valid.nunique() / max(len(valid), 1):.3f}")
+        _write_table(df, args.output)
+        return 0
+    return _sample_streaming(model, args)
 
-        props = compute(df.smiles.tolist(), args.properties.split(","))
-        df = pd.concat([df, props.drop(columns="smiles")], axis=1)
-    valid = df.smiles[df.valid]
-    print(f"{len(df):,} sampled: valid {df.valid.mean():.3f}, unique {valid.nunique() / max(len(valid), 1):.3f}")
-    _write_table(df, args.output)
+
+def _sample_streaming(model, args: argparse.Namespace) -> int:
+    """Write samples chunk by chunk into a temporary file, renamed over the output at the end:
+    memory stays flat in n, and a failed run (disk full, kill) leaves any earlier output intact."""
+    import hashlib
+    import os
+
+    from tqdm.auto import tqdm
+
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.part{os.getpid()}")
+    parquet = out.suffix == ".parquet"
+    writer = None
+    seen: set[bytes] = set()
+    n_written = n_valid = n_dup = 0
+    bar = tqdm(total=args.n, desc="sample", unit="mol", disable=args.quiet)
+    try:
+        for i, df in enumerate(model.sample_iter(args.n, args.chunk_size, args.temperature, args.seed, args.method)):
+            bar.update(len(df))
+            n_valid += int(df.valid.sum())
+            if args.unique:
+                keys = [hashlib.blake2b(s.encode(), digest_size=8).digest() for s in df.smiles]
+                keep = []
+                for k, v in zip(keys, df.valid):
+                    keep.append(bool(v) and k not in seen)
+                    seen.add(k)
+                n_dup += int(df.valid.sum()) - sum(keep)
+                df = df[keep]
+            df = _add_properties(df, args.properties)
+            if parquet:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                table = pa.Table.from_pandas(df, preserve_index=False)
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+            else:
+                df.to_csv(tmp, mode="w" if i == 0 else "a", header=i == 0, index=False)
+            n_written += len(df)
+        if writer is not None:
+            writer.close()
+        os.replace(tmp, out)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
+    msg = f"wrote {n_written:,} rows to {out} (sampled {args.n:,}, valid {n_valid / max(args.n, 1):.4f}"
+    print(msg + (f", duplicates dropped {n_dup:,})" if args.unique else ")"))
     return 0
 
 
@@ -163,6 +227,55 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate_run(args: argparse.Namespace) -> dict:
+    """Sample (or read) molecules, score them with the MOSES suite, add latent diagnostics."""
+    from .metrics import get_all_metrics, metrics_table
+
+    runs, report = [], {"n": args.n, "reference": args.reference}
+    if args.smiles:
+        from .data import read_smiles
+
+        gen = list(read_smiles(args.smiles, column=args.column, validate=False))
+        report["smiles_file"] = args.smiles
+        runs.append({"seed": None, "metrics": get_all_metrics(gen, reference=args.reference, train=args.train,
+                                                              max_reference=args.max_reference)})
+    else:
+        model = _load_model(args.model, args.device)
+        report["model"] = args.model or "shipped:moses"
+        for seed in args.seed:
+            df = model.sample(args.n, seed=seed, temperature=args.temperature, progress=not args.quiet)
+            gen = [s if v else "" for s, v in zip(df.smiles, df.valid)]
+            runs.append({"seed": seed, "metrics": get_all_metrics(gen, reference=args.reference, train=args.train,
+                                                                  max_reference=args.max_reference)})
+        if args.n_reconstruct:
+            from .data import load_dataset
+            from .diagnostics import latent_report
+
+            held_out = load_dataset("moses", "test", limit=args.n_reconstruct)
+            report["latent"] = latent_report(model, held_out)
+    table = metrics_table([r["metrics"] for r in runs])
+    report["runs"] = runs
+    report["summary"] = {m: {"mean": row["mean"], "std": row["std"]} for m, row in table.iterrows()}
+    return report
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    report = evaluate_run(args)
+    rows = [(m, v["mean"], v["std"]) for m, v in report["summary"].items()]
+    print(f"{'metric':<16}{'mean':>10}{'std':>10}")
+    for m, mean, std in rows:
+        print(f"{m:<16}{mean:>10.4f}{std:>10.4f}" if std == std else f"{m:<16}{mean:>10.4f}{'':>10}")
+    if "latent" in report:
+        lat = report["latent"]
+        print(f"latent: active units {lat['active_units']} ({lat['active_fraction']:.0%}), KL {lat['kl_total']:.1f} nats, "
+              f"MI {lat['mutual_info']:.2f}, greedy exact reconstruction {lat['recon_exact']:.3f} "
+              f"of {lat['n_molecules']:,} MOSES test molecules")
+    if args.output:
+        Path(args.output).write_text(json.dumps(report, indent=1, default=float))
+        print(f"report written to {args.output}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="molvae", description="SELFIES VAE toolkit for molecular design.")
@@ -207,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", default="sample", choices=["sample", "greedy"], help="token decoding")
     s.add_argument("--seed", type=int)
     s.add_argument("--properties", help="comma-separated properties to add, e.g. qed,logp,sa")
-    s.add_argument("-o", "--output", help="CSV file (default: print)")
+    s.add_argument("--unique", action="store_true", help="keep only the first occurrence of each molecule")
+    s.add_argument("--chunk-size", type=int, default=50_000, help="molecules per chunk when streaming to a file")
+    s.add_argument("-o", "--output", help="CSV or .parquet file (default: print); large n is streamed in chunks")
     s.set_defaults(func=cmd_sample)
 
     for name, func, text in (("encode", cmd_encode, "latent means of molecules"),
@@ -219,6 +334,20 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "reconstruct":
             s.add_argument("--beam", type=int, default=0, help="beam width (default: greedy)")
         s.set_defaults(func=func)
+
+    s = sub.add_parser("evaluate", parents=[verbosity, model_opts], help="MOSES metrics of samples or of a SMILES file")
+    s.add_argument("-n", type=int, default=30_000, help="molecules sampled per seed")
+    s.add_argument("--seed", type=int, nargs="+", default=[0], help="one run per seed; mean and std reported")
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--smiles", help="score this file's SMILES instead of sampling (any generator's output)")
+    s.add_argument("--column", help="SMILES column of --smiles")
+    s.add_argument("--reference", nargs="+", default=["test", "test_scaffolds"], help="MOSES reference sets")
+    s.add_argument("--train", default="moses", help="training set for novelty: 'moses' or a SMILES file")
+    s.add_argument("--max-reference", type=int, help="subsample the references (quick looks only)")
+    s.add_argument("--n-reconstruct", type=int, default=0,
+                   help="latent diagnostics and greedy reconstruction on this many MOSES test molecules")
+    s.add_argument("-o", "--output", help="JSON report")
+    s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("decode", parents=[verbosity, model_opts], help="decode latent points to molecules")
     s.add_argument("input", help=".npy array (N, D) or CSV with columns z0..zD-1")

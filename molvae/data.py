@@ -324,8 +324,9 @@ class BucketBatchSampler:
     """Batches of indices whose molecules have similar lengths, in a seeded random order.
 
     Sorting inside shuffled windows of ``bucket_factor * batch_size`` keeps padding low
-    while every epoch still sees a fresh mix.  ``rank``/``world_size`` shard the batches
-    for distributed training.
+    while every epoch still sees a fresh mix.  With ``world_size > 1`` every global batch is
+    split between the ranks (rank r takes rows r, r + world_size, ...), so N processes see
+    the same global batches as one process would.
     """
 
     def __init__(
@@ -365,8 +366,7 @@ class BucketBatchSampler:
         perm = rng.permutation(len(out))
         out = [out[i] for i in perm]
         if self.world_size > 1:
-            n = len(out) - len(out) % self.world_size
-            out = out[:n][self.rank :: self.world_size]
+            out = [b[self.rank :: self.world_size] for b in out if len(b) >= self.world_size]
         return out
 
     def __iter__(self) -> Iterator[np.ndarray]:

@@ -45,3 +45,30 @@ def mutual_information(
         log_dens = -0.5 * (dev + logvar.unsqueeze(0) + math.log(2 * math.pi)).sum(dim=-1)  # (b, N)
         log_qz[s : s + 256] = torch.logsumexp(log_dens, dim=1) - math.log(n)
     return float(neg_entropy - log_qz.mean())
+
+
+def latent_report(model, smiles, n_reconstruct: int | None = None, seed: int = 0) -> dict[str, float]:
+    """Latent diagnostics of a trained model on held-out ``smiles``.
+
+    Active units (count and fraction), total KL and KL per dimension (nats), mutual
+    information, and greedy exact-match reconstruction (canonical SMILES) of the first
+    ``n_reconstruct`` molecules (all by default).
+    """
+    mu, logvar = model.posterior(smiles, progress=True)
+    ok = np.isfinite(mu).all(axis=1)
+    mu, logvar = mu[ok], logvar[ok]
+    au, _ = active_units(mu)
+    kl = 0.5 * (mu**2 + np.exp(logvar) - 1.0 - logvar)  # (N, D)
+    kl_dim = kl.mean(axis=0)
+    out = {
+        "n_molecules": int(ok.sum()),
+        "active_units": au,
+        "active_fraction": au / mu.shape[1],
+        "kl_total": float(kl.sum(axis=1).mean()),
+        "mutual_info": mutual_information(mu[:2000], logvar[:2000], seed=seed),
+    }
+    subset = list(smiles)[: n_reconstruct or len(smiles)]
+    rec = model.reconstruct(subset, progress=True)
+    out["recon_exact"] = float(rec["exact"].mean())
+    out["kl_per_dim"] = [float(v) for v in kl_dim]
+    return out

@@ -238,20 +238,16 @@ class MolVAE(nn.Module):
         return tqdm(starts, desc=desc, unit="batch", disable=not progress or n <= batch_size, leave=False)
 
     @torch.no_grad()
-    def encode(
-        self, smiles: Sequence[str] | str, batch_size: int = 512, sample: bool = False, progress: bool = False
-    ) -> np.ndarray:
-        """Posterior means (N, latent_dim) of ``smiles``.
-
-        Molecules the tokenizer rejects get a row of NaN and are counted in the log (the
-        reasons: ``model.tokenizer.encode(smiles).failures``).  ``sample=True`` draws z
-        from q(z|x) instead of taking the mean.
-        """
+    def posterior(
+        self, smiles: Sequence[str] | str, batch_size: int = 512, progress: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and log-variance, each (N, latent_dim); NaN rows for molecules that cannot be encoded."""
         if isinstance(smiles, str):
             smiles = [smiles]
         smiles = list(smiles)
         batch = self.tokenizer.encode(smiles)
-        out = np.full((len(smiles), self.latent_dim), np.nan, dtype=np.float32)
+        mu_out = np.full((len(smiles), self.latent_dim), np.nan, dtype=np.float32)
+        logvar_out = mu_out.copy()
         if len(batch.failures):
             logger.warning(
                 "encode: %d of %d molecules cannot be encoded (first: %s: %s)",
@@ -264,11 +260,28 @@ class MolVAE(nn.Module):
                 ids = torch.as_tensor(batch.ids[s : s + batch_size], device=self.device)
                 lengths = torch.as_tensor(batch.lengths[s : s + batch_size], device=self.device)
                 mu, logvar = self.encode_ids(ids[:, : int(lengths.max())], lengths)
-                z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
-                out[batch.index[s : s + batch_size]] = z.float().cpu().numpy()
+                rows = batch.index[s : s + batch_size]
+                mu_out[rows] = mu.float().cpu().numpy()
+                logvar_out[rows] = logvar.float().cpu().numpy()
         finally:
             self.train(was_training)
-        return out
+        return mu_out, logvar_out
+
+    def encode(
+        self, smiles: Sequence[str] | str, batch_size: int = 512, sample: bool = False, progress: bool = False,
+        seed: int | None = None,
+    ) -> np.ndarray:
+        """Posterior means (N, latent_dim) of ``smiles``.
+
+        Molecules the tokenizer rejects get a row of NaN and are counted in the log (the
+        reasons: ``model.tokenizer.encode(smiles).failures``).  ``sample=True`` draws z
+        from q(z|x) instead of taking the mean.
+        """
+        mu, logvar = self.posterior(smiles, batch_size=batch_size, progress=progress)
+        if not sample:
+            return mu
+        rng = np.random.default_rng(seed)
+        return (mu + rng.standard_normal(mu.shape).astype(np.float32) * np.exp(0.5 * logvar)).astype(np.float32)
 
     def _decode_ids(self, ids: np.ndarray) -> tuple[list[str], list[str | None]]:
         selfies = self.tokenizer.decode_selfies(ids)
@@ -345,6 +358,25 @@ class MolVAE(nn.Module):
         return self.decode_z(
             z, method=method, temperature=temperature, seed=seed, batch_size=batch_size, progress=progress
         )
+
+    def sample_iter(
+        self,
+        n: int,
+        chunk_size: int = 10_000,
+        temperature: float = 1.0,
+        seed: int | None = None,
+        method: str = "sample",
+        batch_size: int = 1024,
+    ):
+        """Yield ``n`` samples as DataFrames of at most ``chunk_size`` rows (memory stays flat in ``n``).
+
+        Chunk ``i`` uses the seed ``(seed, i)``, so a run is reproducible chunk by chunk.
+        """
+        for i, start in enumerate(range(0, n, chunk_size)):
+            m = min(chunk_size, n - start)
+            chunk_seed = None if seed is None else int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+            yield self.sample(m, temperature=temperature, seed=chunk_seed, batch_size=batch_size, method=method,
+                              progress=False)
 
     def reconstruct(
         self, smiles: Sequence[str] | str, method: str = "greedy", beam_width: int = 5, progress: bool = False

@@ -29,6 +29,7 @@ its training points and fitted kernel hyperparameters, without running the optim
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -101,7 +102,7 @@ class LatentPredictor:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.kind:
+        if "kind" in cls.__dict__ and cls.kind:
             LatentPredictor._registry[cls.kind] = cls
 
     def __init__(self) -> None:
@@ -216,7 +217,8 @@ class LatentPredictor:
         """Plain dictionary (numbers, strings, lists, tensors) describing the fitted model."""
         if not self.is_fitted:
             raise RuntimeError(f"{type(self).__name__} is not fitted; nothing to save")
-        metrics = {k: (int(v) if k in ("n", "n_dropped", "cv") else float(v)) for k, v in self.metrics_.items()}
+        counts = ("n", "n_dropped", "cv")
+        metrics = {k: (int(v) if k in counts else float(v)) for k, v in self.metrics_.items()}
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -243,7 +245,8 @@ class LatentPredictor:
         version = d.get("format_version")
         if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
             raise ValueError(
-                f"unsupported molvae predictor format_version {version!r} (this molvae reads up to {FORMAT_VERSION})"
+                f"unsupported molvae predictor format_version {version!r} "
+                f"(this molvae reads versions 1 to {FORMAT_VERSION})"
             )
         kind = d.get("kind")
         target = LatentPredictor._registry.get(kind)  # type: ignore[arg-type]
@@ -251,6 +254,9 @@ class LatentPredictor:
             raise ValueError(f"unknown predictor kind {kind!r}; known: {sorted(LatentPredictor._registry)}")
         if cls is not LatentPredictor and not issubclass(target, cls):
             raise ValueError(f"file holds a {kind!r} predictor, not a {cls.kind!r} one")
+        # runtime options a kind does not take (e.g. device for the GP) are ignored
+        accepted = inspect.signature(target.__init__).parameters
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
         try:
             obj = target(**dict(d["params"]), **kwargs)
             obj._load_state(d["state"])

@@ -45,6 +45,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _distributed_context(device_name: str) -> tuple[int, int, torch.device, bool]:
+    """(rank, world_size, device, initialized_here) from torchrun's environment; (0, 1, device, False) otherwise."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, resolve_device(device_name), False
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    created = False
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        created = True
+    return dist.get_rank(), dist.get_world_size(), device, created
+
+
 def _lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
     if cfg.lr_schedule == "constant" or total <= 0:
         return 1.0
@@ -206,7 +225,9 @@ def train(
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    rank, world, device, created_group = _distributed_context(cfg.device)
+    if world > 1:
+        import torch.distributed as dist
     smiles = list(smiles)
     if cfg.max_molecules and len(smiles) > cfg.max_molecules:
         pick = np.random.default_rng(cfg.seed).choice(len(smiles), cfg.max_molecules, replace=False)
@@ -220,7 +241,13 @@ def train(
     from .tokenizer import SelfiesTokenizer
 
     tokenizer = SelfiesTokenizer.from_dict(ckpt["tokenizer"]) if ckpt else None
-    data = tokenize_file(smiles, tokenizer=tokenizer, max_length=model_config.max_length or None, progress=progress)
+    if rank != 0:
+        dist.barrier()  # rank 0 builds the token cache; the others then read it
+    data = tokenize_file(smiles, tokenizer=tokenizer, max_length=model_config.max_length or None,
+                         progress=progress and rank == 0)
+    if world > 1 and rank == 0:
+        dist.barrier()
+    progress = progress and rank == 0
     if data.n_failed:
         logger.warning("%d of %d training molecules could not be tokenized and are left out", data.n_failed, data.n_input)
     if len(data) < 2:
@@ -239,13 +266,14 @@ def train(
     if n_val == 0:  # no held-out split asked for: diagnostics on (part of) the training set
         val_idx = train_idx[: min(len(train_idx), cfg.max_val)]
         logger.info("val_fraction=0: validation metrics are computed on training molecules")
-    np.savez(out / "split.npz", val=data.index[val_idx], train=data.index[train_idx])
-    if not resume:
-        save_config(out / "config.toml", model_config, cfg)
-    train_set = _training_set(smiles, data.index[train_idx]) if cfg.n_prior_samples else None
+    if rank == 0:
+        np.savez(out / "split.npz", val=data.index[val_idx], train=data.index[train_idx])
+        if not resume:
+            save_config(out / "config.toml", model_config, cfg)
+    train_set = _training_set(smiles, data.index[train_idx]) if cfg.n_prior_samples and rank == 0 else None
 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sampler = BucketBatchSampler(data.lengths[train_idx], cfg.batch_size, seed=cfg.seed)
+    sampler = BucketBatchSampler(data.lengths[train_idx], cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world)
     steps_per_epoch = len(sampler)
     total_steps = steps_per_epoch * cfg.epochs
     step, epoch, start_batch, best, bad_evals = 0, 0, 0, float("inf"), 0
@@ -259,7 +287,12 @@ def train(
             torch.cuda.set_rng_state(ckpt["rng_cuda"])
         logger.info("resumed from %s at step %d (epoch %d, batch %d)", last_path, step, epoch, start_batch)
 
-    meta = {"seed": cfg.seed, "data_hash": data_hash, "n_train": int(len(train_idx)), "n_val": int(len(val_idx))}
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    meta = {"world_size": world, "seed": cfg.seed, "data_hash": data_hash, "n_train": int(len(train_idx)), "n_val": int(len(val_idx))}
     log = _MetricsLog(out / "metrics.csv", model_config.latent_dim)
     use_amp = device.type == "cuda"
     t_start = time.time()
@@ -268,6 +301,8 @@ def train(
         return kl_beta(s, cfg.kl_schedule, cfg.beta, cfg.kl_warmup_steps, cfg.kl_start, total_steps, cfg.kl_cycles, cfg.kl_cycle_ratio)
 
     def checkpoint(path: Path, batch_in_epoch: int) -> None:
+        if rank != 0:
+            return
         extra = {
             "train_config": dataclasses.asdict(cfg),
             "optimizer": opt.state_dict(),
@@ -285,6 +320,10 @@ def train(
     def validate(batch_in_epoch: int) -> bool:
         """Evaluate, log, keep the best; True when early stopping says stop."""
         nonlocal best, bad_evals
+        if rank != 0:  # rank 0 evaluates; the others wait for its verdict
+            flag = torch.zeros(1)
+            dist.broadcast(flag, src=0)
+            return bool(flag.item())
         res = evaluate_model(model, data, val_idx, n_prior=cfg.n_prior_samples, train_smiles=train_set, seed=cfg.seed)
         row = {"step": step, "epoch": epoch, "phase": "val", "beta": beta_at(step), "lr": opt.param_groups[0]["lr"],
                "elapsed_s": round(time.time() - t_start, 1)}
@@ -301,7 +340,10 @@ def train(
             checkpoint(best_path, batch_in_epoch)
         else:
             bad_evals += 1
-        return cfg.early_stopping_patience > 0 and bad_evals >= cfg.early_stopping_patience
+        verdict = cfg.early_stopping_patience > 0 and bad_evals >= cfg.early_stopping_patience
+        if world > 1:
+            dist.broadcast(torch.tensor([float(verdict)]), src=0)
+        return verdict
 
     model.train()
     stop = False
@@ -318,10 +360,19 @@ def train(
                     g["lr"] = lr
                 beta = beta_at(step)
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    res = model(ids, lengths, word_dropout=cfg.word_dropout)
+                    res = net(ids, lengths, word_dropout=cfg.word_dropout)
                     losses = elbo_loss(res["logits"], res["targets"], res["mu"], res["logvar"], beta, cfg.free_bits)
                 loss = losses["loss"]
-                if not torch.isfinite(loss):
+                out_of_time = bool(cfg.max_hours and time.time() - t_start > cfg.max_hours * 3600)
+                if world > 1:  # global means for logging and one NaN / time verdict for all ranks
+                    shared = torch.stack([losses["loss"].detach().float(), losses["recon"].detach().float(),
+                                          losses["kl"].detach().float(), torch.tensor(float(out_of_time) * world,
+                                          device=loss.device)]).cpu()
+                    dist.all_reduce(shared)
+                    shared /= world
+                    losses = dict(losses, loss_global=shared[0], recon=shared[1], kl=shared[2])
+                    out_of_time = bool(shared[3] > 0)
+                if not torch.isfinite(losses.get("loss_global", loss)):
                     raise TrainingError(
                         f"loss became {float(loss)} at step {step} (epoch {epoch}); training stopped. "
                         f"The last good checkpoint is kept: {last_path if last_path.exists() else 'none written yet'}. "
@@ -337,8 +388,9 @@ def train(
                     mask = res["targets"] != model.tokenizer.pad_id
                     window["correct"] += int(((res["logits"].argmax(-1) == res["targets"]) & mask).sum())
                     window["tokens"] += int(mask.sum())
-                for k in ("loss", "recon", "kl"):
-                    window[k] += float(losses[k])
+                window["loss"] += float(losses.get("loss_global", losses["loss"]).detach())
+                for k in ("recon", "kl"):
+                    window[k] += float(losses[k].detach())
                 window["n"] += 1
                 if step % cfg.log_every == 0 or b == len(batches) - 1:
                     n = window["n"]
@@ -347,7 +399,8 @@ def train(
                            "token_acc": window["correct"] / max(window["tokens"], 1),
                            "elapsed_s": round(time.time() - t_start, 1)}
                     row.update({f"kl_d{d}": float(v) for d, v in enumerate(losses["kl_per_dim"])})
-                    log.write(row)
+                    if rank == 0:
+                        log.write(row)
                     bar.set_postfix(loss=f"{row['loss']:.2f}", recon=f"{row['recon']:.2f}", kl=f"{row['kl']:.1f}",
                                     beta=f"{beta:.3f}", lr=f"{lr:.1e}")
                     window = dict.fromkeys(window, 0)
@@ -358,7 +411,6 @@ def train(
                     stop = validate(b + 1)
                 if step % cfg.checkpoint_every == 0 and not end_of_epoch:
                     checkpoint(last_path, b + 1)
-                out_of_time = cfg.max_hours and time.time() - t_start > cfg.max_hours * 3600
                 if stop_after_steps is not None and step >= stop_after_steps or out_of_time or stop:
                     if not end_of_epoch:
                         checkpoint(last_path, b + 1)
@@ -371,6 +423,10 @@ def train(
             checkpoint(last_path, 0)
     finally:
         bar.close()
+        if created_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
     return _finish(model, best_path, device)
 
 
@@ -379,3 +435,4 @@ def _finish(model: MolVAE, best_path: Path, device: torch.device) -> MolVAE:
         return MolVAE.load(best_path, device=device)
     model.eval()
     return model
+

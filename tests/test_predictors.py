@@ -23,15 +23,20 @@ from molvae.predictors import (
 
 D = 16
 N = 400
+N_GP = 300  # the GP is cubic in the number of rows; fewer rows keep the test fast
 
 # small, fast settings for the MLP ensemble (the defaults are larger)
-FAST_MLP = dict(n_members=3, hidden=(64, 64), batch_size=128, max_epochs=120, patience=15, device="cpu")
+FAST_MLP = dict(
+    n_members=3, hidden=(64, 64), lr=3e-3, batch_size=128, max_epochs=80, patience=10, device="cpu"
+)
 FAST_GP = dict(n_restarts=0)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _single_thread():
     """One BLAS/torch thread: the test machine has 2 shared cores, oversubscription is slow."""
+    import scipy.linalg  # noqa: F401  (load the BLAS libraries first: limits apply to loaded ones)
+    import sklearn.gaussian_process  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     old = torch.get_num_threads()
@@ -62,8 +67,9 @@ def far_points() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def gp(data):
+    Z, y = data
     model = GPPredictor(**FAST_GP)
-    metrics = model.fit(*data, cv=3, seed=0)
+    metrics = model.fit(Z[:N_GP], y[:N_GP], cv=3, seed=0)
     return model, metrics
 
 
@@ -97,10 +103,12 @@ def _only_plain(obj) -> bool:
 @pytest.mark.parametrize("which", ["gp", "mlp"])
 def test_cv_r2_on_synthetic_target(which, request):
     model, metrics = request.getfixturevalue(which)
-    # both reach ~0.93 here; a broken model (or a shuffled target) is near or below 0
+    # GP (300 rows) ~0.90, MLP ensemble (400 rows) ~0.93; a broken model (or a shuffled
+    # target, see the control below) is near or below 0
     assert metrics["r2"] > 0.8, metrics
     assert metrics["rmse"] < 0.6, metrics
-    assert metrics["n"] == N and metrics["n_dropped"] == 0 and metrics["cv"] == 3
+    assert metrics["n"] == (N_GP if which == "gp" else N)
+    assert metrics["n_dropped"] == 0 and metrics["cv"] == 3
     assert model.metrics_ == metrics
 
 
@@ -108,7 +116,7 @@ def test_cv_r2_on_synthetic_target(which, request):
 def test_shuffled_target_control(kind, kwargs, data):
     Z, y = data
     y_shuffled = np.random.default_rng(5).permutation(y)
-    metrics = make_predictor(kind, **kwargs).fit(Z[:200], y_shuffled[:200], cv=3, seed=0)
+    metrics = make_predictor(kind, **kwargs).fit(Z[:150], y_shuffled[:150], cv=2, seed=0)
     assert metrics["r2"] < 0.2, metrics
 
 
@@ -200,7 +208,7 @@ def test_save_load_roundtrip(which, cls, request, data, far_points, tmp_path):
 
     X = np.vstack([Z[:40], far_points[:10]])
     m0, s0 = model.predict(X)
-    for loaded in (LatentPredictor.load(path), cls.load(path)):
+    for loaded in (LatentPredictor.load(path), cls.load(path), LatentPredictor.load(path, device="cpu")):
         assert type(loaded) is cls
         m1, s1 = loaded.predict(X)
         assert np.allclose(m0, m1, rtol=1e-9, atol=1e-9)
@@ -262,7 +270,7 @@ def test_corrupt_state_raises(mlp):
 def test_same_seed_same_predictions(data):
     Z, y = data
     Z, y = Z[:150], y[:150]
-    kw = dict(FAST_MLP, max_epochs=30)
+    kw = dict(FAST_MLP, max_epochs=20)
     a = MLPEnsemble(**kw)
     b = MLPEnsemble(**kw)
     a.fit(Z, y, cv=0, seed=3)
@@ -273,9 +281,10 @@ def test_same_seed_same_predictions(data):
     c.fit(Z, y, cv=0, seed=4)
     assert not np.allclose(pa[0], c.predict(Z[:20])[0])
 
-    g1, g2 = GPPredictor(**FAST_GP), GPPredictor(**FAST_GP)
-    g1.fit(Z, y, cv=0, seed=3)
+    g1, g2 = GPPredictor(max_points=60, **FAST_GP), GPPredictor(max_points=60, **FAST_GP)
+    g1.fit(Z, y, cv=0, seed=3)  # also covers the seeded subsampling
     g2.fit(Z, y, cv=0, seed=3)
+    assert np.array_equal(g1.X_train_, g2.X_train_)
     assert np.array_equal(g1.predict(Z[:20])[0], g2.predict(Z[:20])[0])
 
 

@@ -1,0 +1,5 @@
+"""``python -m molvae ...`` (and ``torchrun --nproc_per_node N -m molvae train ...``)."""
+
+from .cli import main
+
+raise SystemExit(main())
