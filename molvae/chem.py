@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from rdkit import Chem, RDLogger
+from rdkit import Chem, RDLogger, rdBase
 
 __all__ = ["quiet_rdkit", "to_mol", "canonical", "standardize", "heavy_atoms", "is_valid"]
 
@@ -25,14 +25,13 @@ def quiet_rdkit() -> Iterator[None]:
     ...     to_mol("not a smiles") is None
     True
     """
-    logger = RDLogger.logger()
-    logger.setLevel(RDLogger.CRITICAL)
+    before = dict(line.split(":") for line in rdBase.LogStatus().splitlines() if ":" in line)
+    RDLogger.DisableLog("rdApp.*")
     try:
         yield
     finally:
-        logger.setLevel(RDLogger.WARNING)
-        # rdApp.info stays off, as it is by default
-        RDLogger.DisableLog("rdApp.info")
+        for name, state in before.items():
+            (RDLogger.EnableLog if state == "enabled" else RDLogger.DisableLog)(name)
 
 
 def to_mol(smiles: object) -> Chem.Mol | None:
@@ -80,9 +79,11 @@ def standardize(smiles: object, largest_fragment: bool = True, strip_isotopes: b
             frags = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=True)
             mol = max(frags, key=lambda m: (m.GetNumHeavyAtoms(), Chem.MolToSmiles(m)))
         if strip_isotopes:
-            for atom in mol.GetAtoms():
-                if atom.GetIsotope():
-                    atom.SetIsotope(0)
+            labelled = [atom for atom in mol.GetAtoms() if atom.GetIsotope()]
+            for atom in labelled:
+                atom.SetIsotope(0)
+            if labelled:  # deuterium etc. become plain explicit hydrogens: fold them back in
+                mol = Chem.RemoveHs(mol)
         return Chem.MolToSmiles(mol)
     except Exception:
         return None

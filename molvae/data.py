@@ -71,7 +71,7 @@ def load_dataset(name: str, split: str = "train", limit: int | None = None) -> l
     5000
     """
     path = dataset_path(name, split)
-    if split == "opt_logp":
+    if split.lower() == "opt_logp":
         smiles = load_opt_logp()["smiles"].tolist()
     elif path.name.endswith(".csv.gz"):
         smiles = pd.read_csv(path, usecols=["SMILES"], nrows=limit)["SMILES"].tolist()
@@ -101,7 +101,7 @@ class SmilesList(list):
 
 
 def _open_text(path: Path) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    raw = gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
     # utf-8-sig strips a BOM; undecodable bytes become U+FFFD and the row is rejected later
     return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
 
@@ -159,23 +159,27 @@ def read_smiles(
         raise FileNotFoundError(f"no such file: {path}")
     fmt = _detect_format(path)
     with _open_text(path) as fh:
-        text_lines = fh.read().splitlines()
+        text = fh.read()
+    text_lines = text.splitlines()
     if not any(line.strip() for line in text_lines):
         raise ValueError(f"{path} is empty: no SMILES to read")
     records: list[tuple[int, str]] = []  # (line number, raw SMILES)
     bad: list[tuple[int, str, str]] = []
     if fmt in ("csv", "tsv"):
         csv.field_size_limit(max(max_line_length * 10, 131072))
-        reader = csv.reader(text_lines, delimiter="," if fmt == "csv" else "\t")
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="," if fmt == "csv" else "\t")
         try:
             header = next(reader)
-            rows = []
+            rows, starts = [], []
+            line_before = reader.line_num
             for row in reader:
                 rows.append(row)
+                starts.append(line_before + 1)  # physical line where the row begins
+                line_before = reader.line_num
         except csv.Error as err:
             raise ValueError(f"{path}: not a readable {fmt.upper()} file ({err})") from None
         j = _pick_column(header, rows, column, path)
-        for lineno, row in enumerate(rows, start=2):
+        for lineno, row in zip(starts, rows):
             if not any(cell.strip() for cell in row):
                 continue
             records.append((lineno, row[j].strip() if j < len(row) else ""))
@@ -284,9 +288,10 @@ def tokenize_file(
             )
             logger.info("loaded %d tokenized molecules from %s in %.1fs", len(data), folder, time.perf_counter() - t0)
             return data
-        except (OSError, ValueError, KeyError) as err:
+        except Exception as err:  # any damage to the cache means: rebuild it
             logger.warning("token cache %s unreadable (%s); rebuilding it", folder, err)
-    results = tokenize_many(smiles, n_jobs=n_jobs, progress=progress)
+    standardize_input = tokenizer.standardize_input if tokenizer is not None else True
+    results = tokenize_many(smiles, n_jobs=n_jobs, progress=progress, standardize_input=standardize_input)
     token_lists = [t for t, _ in results]
     if tokenizer is None:
         tokenizer = SelfiesTokenizer.fit_tokens(token_lists, max_length)

@@ -21,6 +21,7 @@ sorted 64-bit hashes of its canonical SMILES.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -105,6 +106,21 @@ def _map(func: Callable, items: Sequence, n_jobs: int | None, desc: str) -> list
     with multiprocessing.get_context().Pool(jobs, initializer=_init_worker) as pool:
         it = pool.imap(func, items, chunksize=chunk)
         return list(tqdm(it, total=len(items), desc=desc, disable=not show, mininterval=2))
+
+
+@contextlib.contextmanager
+def _torch_threads(small: bool):
+    """One torch thread for small workloads (thread start-up and barriers dominate there)."""
+    import torch
+
+    prev = torch.get_num_threads()
+    if small and prev != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small and prev != 1:
+            torch.set_num_threads(prev)
 
 
 def _nan() -> float:
@@ -365,7 +381,7 @@ def _tanimoto_reduce(
     r_starts = list(range(0, nr, r_chunk))
     total = len(q_starts) * (len(q_starts) + 1) // 2 if symmetric else len(r_starts) * len(q_starts)
     bar = tqdm(total=total, desc=desc, disable=total < 50, mininterval=2)
-    with torch.no_grad():
+    with torch.no_grad(), _torch_threads(dev.type == "cpu" and nq * nr <= 4_000_000):
         for jb, j in enumerate(r_starts):
             if symmetric:
                 rb, rcnt = qbits[jb], qcnt[jb]
@@ -417,7 +433,7 @@ def _chemnet_moments(smiles: Sequence[str], device: str = "cpu", batch_size: int
     outer = np.zeros((512, 512), np.float64)
     # long SMILES change the padding of a whole batch in fcd, so they go one at a time
     batches = [short[i : i + chunk] for i in range(0, len(short), chunk)] + [[s] for s in long_]
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _torch_threads(n <= 256):
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         for batch in tqdm(batches, desc="ChemNet", disable=n < _PROGRESS_MIN, mininterval=2):
@@ -432,10 +448,17 @@ def _chemnet_moments(smiles: Sequence[str], device: str = "cpu", batch_size: int
 
 def _frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """||mu1-mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)), via symmetric eigendecompositions."""
-    vals, vecs = np.linalg.eigh(sigma1)
-    root1 = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
-    m = root1 @ sigma2 @ root1
-    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum()
+    try:  # one BLAS thread: 512x512 is small, and threads stall on a busy machine
+        from threadpoolctl import threadpool_limits
+
+        limit = threadpool_limits(1)
+    except Exception:
+        limit = contextlib.nullcontext()
+    with limit:
+        vals, vecs = np.linalg.eigh(sigma1)
+        root1 = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+        m = root1 @ sigma2 @ root1
+        tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum()
     diff = mu1 - mu2
     d = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
     return max(d, 0.0)

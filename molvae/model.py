@@ -209,7 +209,7 @@ class MolVAE(nn.Module):
                 logp = logp.masked_fill(~self._first_ok, float("-inf"))
             if t == max_length:
                 forced = torch.full_like(logp, float("-inf"))
-                forced[:, tok.eos_id] = 0.0
+                forced[:, tok.eos_id] = logp[:, tok.eos_id]  # out of room: end, at the model's own cost
                 logp = forced
             # a finished beam only continues with padding, at no cost
             finished = torch.full_like(logp, float("-inf"))
@@ -530,9 +530,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path} is empty (zero bytes): not a molvae checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
+    except pickle.UnpicklingError:
         raise CheckpointError(
-            f"{path} holds objects other than tensors and plain types; refusing to unpickle it ({str(err).splitlines()[0]})"
+            f"{path} is not a molvae checkpoint: it is corrupt, or it holds objects other than tensors and "
+            "plain types, refusing to unpickle it"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError, IndexError) as err:
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {err}") from None

@@ -199,6 +199,9 @@ class LatentPredictor:
 
     def predict(self, Z: Any) -> tuple[np.ndarray, np.ndarray]:
         """Predict ``Z (N, D)`` -> ``(mean (N,), std (N,))`` in the units of ``y``."""
+        return self._checked_predict(Z)
+
+    def _checked_predict(self, Z: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         if not self.is_fitted:
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
         Zf = _as_2d(Z)
@@ -206,7 +209,7 @@ class LatentPredictor:
             raise ValueError(f"Z has {Zf.shape[1]} columns, the predictor was fitted on {self.dim_}")
         if len(Zf) == 0:
             return np.empty(0), np.empty(0)
-        mean, std = self._predict(Zf)
+        mean, std = self._predict(Zf, **kwargs)
         return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
 
     def _new_like(self) -> LatentPredictor:
@@ -431,14 +434,7 @@ class GPPredictor(LatentPredictor):
 
     def predict(self, Z: Any, include_noise: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """``Z (N, D)`` -> ``(mean (N,), std (N,))``; std excludes the noise unless asked."""
-        if not include_noise:
-            return super().predict(Z)
-        if not self.is_fitted:
-            raise RuntimeError("GPPredictor is not fitted; call fit() first")
-        Zf = _as_2d(Z)
-        if Zf.shape[1] != self.dim_:
-            raise ValueError(f"Z has {Zf.shape[1]} columns, the predictor was fitted on {self.dim_}")
-        return self._predict(Zf, include_noise=True)
+        return self._checked_predict(Z, include_noise=include_noise)
 
     @property
     def kernel_(self) -> Any:

@@ -18,6 +18,7 @@ import logging
 import multiprocessing as mp
 import os
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -105,8 +106,9 @@ def tokenize_many(
     results: list[tuple[list[str] | None, str | None]] = []
     try:
         if n_jobs > 1 and len(smiles) >= PARALLEL_THRESHOLD:
-            with mp.get_context("spawn").Pool(n_jobs) as pool:
-                for part in pool.imap(_tokenize_chunk, chunks):
+            # a worker that dies raises BrokenProcessPool here instead of hanging the batch
+            with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn")) as pool:
+                for part in pool.map(_tokenize_chunk, chunks):
                     results.extend(part)
                     bar.update(len(part))
         else:

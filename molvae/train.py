@@ -312,6 +312,7 @@ def train(
             "best_val": best,
             "bad_evals": bad_evals,
             "rng_cpu": torch.get_rng_state(),
+            "log_window": {k: float(v) for k, v in window.items()},
         }
         if device.type == "cuda":
             extra["rng_cuda"] = torch.cuda.get_rng_state()
@@ -349,6 +350,8 @@ def train(
     stop = False
     bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not progress)
     window = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "correct": 0, "tokens": 0, "n": 0}
+    if ckpt is not None and ckpt.get("log_window"):  # the log interval running when the run stopped
+        window.update({k: (int(v) if k in ("correct", "tokens", "n") else v) for k, v in ckpt["log_window"].items()})
     try:
         while epoch < cfg.epochs and not stop:
             sampler.set_epoch(epoch)
@@ -374,7 +377,7 @@ def train(
                     out_of_time = bool(shared[3] > 0)
                 if not torch.isfinite(losses.get("loss_global", loss)):
                     raise TrainingError(
-                        f"loss became {float(loss)} at step {step} (epoch {epoch}); training stopped. "
+                        f"loss became {loss.detach().item()} at step {step} (epoch {epoch}); training stopped. "
                         f"The last good checkpoint is kept: {last_path if last_path.exists() else 'none written yet'}. "
                         "Lower the learning rate (--lr) or tighten gradient clipping."
                     )
