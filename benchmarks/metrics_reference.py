@@ -10,16 +10,23 @@ The first ``get_all_metrics`` call builds the caches under ``cache_dir()/metrics
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import time
+import os
+import sys
 
-import numpy as np
-import pandas as pd
+# this folder holds scripts named like stdlib modules (tokenize.py): keep it off sys.path
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
-from molvae import metrics as M
-from molvae.paths import cache_dir, data_dir
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from molvae import metrics as M  # noqa: E402
+from molvae.paths import cache_dir, data_dir  # noqa: E402
 
 log = logging.getLogger("metrics_reference")
 
@@ -34,9 +41,14 @@ def main() -> None:
     ap.add_argument("--max-reference", type=int, default=None)
     ap.add_argument("--runs", type=int, default=2, help="timed get_all_metrics calls")
     ap.add_argument("--check-fcd", type=int, default=0, help="also compare FCD with fcd.get_fcd on N molecules")
+    ap.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (ChemNet, Tanimoto)")
     ap.add_argument("--json", default=None, help="write timings and metrics here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
 
     smiles = pd.read_csv(data_dir() / "moses" / f"{args.source}.csv.gz")["SMILES"].tolist()
     rng = np.random.default_rng(args.seed)
@@ -53,7 +65,8 @@ def main() -> None:
     print(M.metrics_table(results[-1]).to_string(float_format=lambda v: f"{v:.4f}"))
     print("timings (s):", ", ".join(f"{t:.1f}" for t in timings))
 
-    out = {"n_gen": len(gen), "source": args.source, "timings_s": timings, "metrics": results[-1]}
+    out = {"n_gen": len(gen), "source": args.source, "timings_s": timings, "metrics": results[-1],
+           "load_avg": list(os.getloadavg()), "cpus": os.cpu_count()}
     if args.check_fcd:
         import fcd
 

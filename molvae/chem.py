@@ -1,9 +1,11 @@
 """RDKit helpers. Every function returns ``None`` on failure instead of raising.
 
 Molecule policy (applied the same way in training, encoding and optimization):
-``standardize`` keeps the largest organic fragment (salts and counter-ions dropped),
-removes isotope labels, keeps stereochemistry and formal charges, and rejects
-molecules RDKit cannot sanitize.  What the model cannot represent (atoms outside its
+``standardize`` keeps the largest organic fragment (carbon-containing fragments first, then
+by heavy atoms: salts and counter-ions dropped), removes isotope labels and atom-map
+numbers, keeps stereochemistry and formal charges, and rejects molecules RDKit cannot
+sanitize and SMILES longer than ``MAX_SMILES_LENGTH`` characters (RDKit's writer can
+exhaust the stack on such giants).  What the model cannot represent (atoms outside its
 vocabulary, too many tokens) is rejected later by the tokenizer with a reason.
 """
 
@@ -14,7 +16,9 @@ from collections.abc import Iterator
 
 from rdkit import Chem, RDLogger, rdBase
 
-__all__ = ["quiet_rdkit", "to_mol", "canonical", "standardize", "heavy_atoms", "is_valid"]
+MAX_SMILES_LENGTH = 5000
+
+__all__ = ["MAX_SMILES_LENGTH", "quiet_rdkit", "to_mol", "canonical", "standardize", "heavy_atoms", "is_valid"]
 
 
 @contextlib.contextmanager
@@ -39,7 +43,7 @@ def to_mol(smiles: object) -> Chem.Mol | None:
     if not isinstance(smiles, str):
         return None
     s = smiles.strip()
-    if not s:
+    if not s or len(s) > MAX_SMILES_LENGTH:
         return None
     with quiet_rdkit():
         try:
@@ -65,8 +69,9 @@ def canonical(smiles: object, isomeric: bool = True) -> str | None:
 def standardize(smiles: object, largest_fragment: bool = True, strip_isotopes: bool = True) -> str | None:
     """Canonical SMILES after the molvae molecule policy, or ``None``.
 
-    Keeps the largest fragment (by heavy atoms) of a multi-fragment SMILES and drops
-    isotope labels; charges and stereochemistry are kept.
+    Keeps the largest organic fragment of a multi-fragment SMILES (fragments with carbon
+    first, then by heavy atoms), drops isotope labels and atom maps; charges and
+    stereochemistry are kept.
 
     >>> standardize("CC(=O)[O-].[Na+]")
     'CC(=O)[O-]'
@@ -77,7 +82,11 @@ def standardize(smiles: object, largest_fragment: bool = True, strip_isotopes: b
     try:
         if largest_fragment and "." in str(smiles):
             frags = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=True)
-            mol = max(frags, key=lambda m: (m.GetNumHeavyAtoms(), Chem.MolToSmiles(m)))
+            mol = max(frags, key=lambda m: (any(a.GetAtomicNum() == 6 for a in m.GetAtoms()),
+                                            m.GetNumHeavyAtoms(), Chem.MolToSmiles(m)))
+        for atom in mol.GetAtoms():
+            if atom.GetAtomMapNum():
+                atom.SetAtomMapNum(0)
         if strip_isotopes:
             labelled = [atom for atom in mol.GetAtoms() if atom.GetIsotope()]
             for atom in labelled:

@@ -44,8 +44,16 @@ def _load_model(path: str | None, device: str):
 
 def _write_table(df: pd.DataFrame, path: str | None, head: int = 20) -> None:
     if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(path, index=False)
+        import os
+
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.part{os.getpid()}")
+        try:  # write aside, then rename: a failure never leaves half a file over earlier output
+            df.to_csv(tmp, index=False)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
         print(f"wrote {len(df):,} rows to {path}")
     else:
         with pd.option_context("display.max_colwidth", 80, "display.width", 160):
@@ -63,6 +71,8 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     tokenizer = SelfiesTokenizer.load(args.vocab) if args.vocab else None
     data = tokenize_file(smiles, tokenizer=tokenizer, max_length=args.max_length, cache=args.cache, n_jobs=args.jobs)
     tok = data.tokenizer
+    if len(data) == 0:
+        raise ValueError(f"{args.input}: no molecule could be tokenized with this vocabulary")
     lengths = np.asarray(data.lengths, dtype=int) - 2
     counts: Counter[str] = Counter()
     for row, n in zip(np.asarray(data.ids[:200_000]), lengths[:200_000]):
@@ -365,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, OSError, EOFError, RuntimeError) as err:
         if args.verbose:
             raise
         print(f"molvae {args.command}: error: {err}", file=sys.stderr)

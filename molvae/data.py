@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -126,6 +127,8 @@ def _pick_column(columns: Sequence[str], rows: list[list[str]], column: str | No
             return lowered.index(name)
     if len(columns) == 1:
         return 0
+    if not rows:
+        raise ValueError(f"{path}: no data rows under the header {list(columns)}")
     # no telling header: take the column whose first values RDKit parses best
     scores = []
     for j in range(len(columns)):
@@ -158,27 +161,39 @@ def read_smiles(
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     fmt = _detect_format(path)
-    with _open_text(path) as fh:
-        text = fh.read()
-    text_lines = text.splitlines()
+    try:
+        with _open_text(path) as fh:
+            text = fh.read()
+    except (OSError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable file ({err})") from None
+    text_lines = re.split(r"\r\n|\r|\n", text)  # line breaks only (not \x0c, \u2028, ...)
     if not any(line.strip() for line in text_lines):
         raise ValueError(f"{path} is empty: no SMILES to read")
     records: list[tuple[int, str]] = []  # (line number, raw SMILES)
     bad: list[tuple[int, str, str]] = []
     if fmt in ("csv", "tsv"):
         csv.field_size_limit(max(max_line_length * 10, 131072))
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter="," if fmt == "csv" else "\t")
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="," if fmt == "csv" else "\t", strict=True)
         try:
             header = next(reader)
+            while not any(cell.strip() for cell in header):  # blank lines before the header
+                header = next(reader)
+            header_line = reader.line_num
             rows, starts = [], []
             line_before = reader.line_num
             for row in reader:
                 rows.append(row)
                 starts.append(line_before + 1)  # physical line where the row begins
                 line_before = reader.line_num
+        except StopIteration:
+            raise ValueError(f"{path} is empty: no SMILES to read") from None
         except csv.Error as err:
             raise ValueError(f"{path}: not a readable {fmt.upper()} file ({err})") from None
         j = _pick_column(header, rows, column, path)
+        known = {c.strip().lower() for c in header} & set(_SMILES_COLUMNS)
+        if column is None and not known and j < len(header) and to_mol(header[j].strip()) is not None:
+            rows.insert(0, header)  # no header line: the first row is a molecule
+            starts.insert(0, header_line)
         for lineno, row in zip(starts, rows):
             if not any(cell.strip() for cell in row):
                 continue

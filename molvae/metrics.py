@@ -855,10 +855,14 @@ def _resolve_references(reference) -> list[tuple[str, object]]:
     if isinstance(reference, (str, os.PathLike)):
         reference = [reference]
     refs = list(reference)
-    if refs and all(isinstance(r, str) and r in NAMED_REFERENCES for r in refs):
-        return [(NAMED_REFERENCES[r], r) for r in refs]
-    if refs and all(isinstance(r, (ReferenceStats, os.PathLike)) for r in refs):
-        return [(("Test" if i == 0 else f"Test{i + 1}"), r) for i, r in enumerate(refs)]
+    def is_ref(r) -> bool:
+        return isinstance(r, (ReferenceStats, os.PathLike)) or (
+            isinstance(r, str) and (r in NAMED_REFERENCES or (("." in r or os.sep in r) and os.path.isfile(r)))
+        )
+
+    if refs and all(is_ref(r) for r in refs):
+        labels = [NAMED_REFERENCES.get(r) if isinstance(r, str) else None for r in refs]
+        return [(lab or ("Test" if i == 0 else f"Test{i + 1}"), r) for i, (lab, r) in enumerate(zip(labels, refs))]
     return [("Test", refs)]
 
 

@@ -491,11 +491,16 @@ class MolVAE(nn.Module):
             tokenizer = SelfiesTokenizer.from_dict(ckpt["tokenizer"])
             config = from_dict(ModelConfig, ckpt["model_config"])
             model = cls(tokenizer, config)
-            state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
-            model.load_state_dict(state)
-        except (KeyError, TypeError, RuntimeError, ValueError) as err:
+            state = ckpt["state_dict"]
+            if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+                raise TypeError("state_dict must map names to tensors")
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+            metadata = ckpt.get("metadata", {})
+            if not isinstance(metadata, dict):
+                raise TypeError("metadata must be a mapping")
+            model.metadata = dict(metadata)
+        except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as err:
             raise CheckpointError(f"checkpoint content is inconsistent: {err}") from None
-        model.metadata = dict(ckpt.get("metadata", {}))
         model.eval()
         return model.to(resolve_device(device))
 
@@ -535,12 +540,19 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             f"{path} is not a molvae checkpoint: it is corrupt, or it holds objects other than tensors and "
             "plain types, refusing to unpickle it"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError, IndexError) as err:
+    except Exception as err:  # any failure to read: corrupt, truncated or foreign
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {err}") from None
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+        if bad is not None:
+            raise CheckpointError(f"{path} is corrupt: checksum mismatch in {bad}")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a molvae checkpoint (written by another program?)")
     version = ckpt.get("format_version")
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path} has no valid format_version ({version!r}): not a molvae checkpoint")
+    if version > CHECKPOINT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format version {version}, newer than this molvae "
             f"({__version__}) reads ({CHECKPOINT_VERSION}); upgrade molvae"

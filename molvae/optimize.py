@@ -89,6 +89,7 @@ import itertools
 import logging
 import math
 import os
+import random
 import socket
 import threading
 import time
@@ -395,19 +396,33 @@ def open_storage(storage: Any, heartbeat_interval: int = 30, grace_period: int =
     engine_kwargs: dict[str, Any] = {}
     if storage.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # heartbeat is "experimental"
-        rdb = optuna.storages.RDBStorage(
-            storage, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period
-        )
+    for attempt in range(6):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # heartbeat is "experimental"
+                rdb = optuna.storages.RDBStorage(
+                    storage, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period
+                )
+            break
+        except Exception as exc:  # workers starting together race to create the tables
+            import sqlalchemy.exc
+
+            racy = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError, optuna.exceptions.StorageInternalError)
+            if attempt == 5 or not isinstance(exc, racy):
+                raise
+            time.sleep(0.2 + random.random())
     if storage.startswith("sqlite"):
         import sqlalchemy
 
         def _pragmas(conn, _record) -> None:
             cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
+            try:  # WAL: readers do not block the writer; NORMAL: one fsync per checkpoint
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+            except Exception as exc:  # another process holds a lock: keep the defaults
+                logger.debug("SQLite pragmas not applied: %s", exc)
+            finally:
+                cur.close()
 
         sqlalchemy.event.listen(rdb.engine, "connect", _pragmas)
         rdb.engine.dispose()  # connections opened so far did not get the pragmas
@@ -498,7 +513,7 @@ class _Ledger:
         self.finished: dict[int, dict] = {}  # trial number -> record, finished trials
         self.z: dict[int, np.ndarray | None] = {}  # trial number -> stored latent mean
         self.running: dict[int, dict] = {}  # trial number -> record, RUNNING (any worker)
-        self.running_start: dict[int, Any] = {}
+        self.inbox: list[tuple[int, dict, np.ndarray | None]] = []  # finished, not yet taken by the run
 
     def _check_attrs(self, objectives: list[_Objective], latent_dim: int, strategy: str) -> None:
         attrs = self.study.user_attrs
@@ -523,8 +538,8 @@ class _Ledger:
             self.study.set_user_attr("molvae:strategy", strategy)
 
     # ------------------------------------------------------------------ reading
-    def sync(self) -> list[tuple[int, dict, np.ndarray | None]]:
-        """Read the study; returns newly finished records ``(number, record, z)`` of any worker."""
+    def sync(self) -> None:
+        """Read the study; newly finished records ``(number, record, z)`` of any worker go to ``inbox``."""
         import optuna
         from optuna.trial import TrialState
 
@@ -533,7 +548,6 @@ class _Ledger:
                 warnings.simplefilter("ignore")  # "experimental"
                 optuna.storages.fail_stale_trials(self.study)
         trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
-        new = []
         self.running = {}
         now = time.time()
         stale: list[Any] = []
@@ -563,18 +577,29 @@ class _Ledger:
             if rec.get("z") == "mean" and len(t.params) == len(self.dists):
                 z = np.array([t.params[f"z_{i}"] for i in range(len(self.dists))], dtype=np.float32)
             self.z[t.number] = z
-            new.append((t.number, rec, z))
+            self.inbox.append((t.number, rec, z))
         for t in stale:
             with contextlib.suppress(Exception):
                 self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
                 logger.warning("trial %d of a worker silent for more than %.0f s marked failed", t.number, self.stale_after)
-        return new
+
+    def drain(self) -> list[tuple[int, dict, np.ndarray | None]]:
+        out, self.inbox = self.inbox, []
+        return out
 
     def eligible_numbers(self) -> list[int]:
-        """Trial numbers holding or reserving an oracle call, sorted."""
+        """Trial numbers holding or reserving an oracle call, sorted.
+
+        A RUNNING trial whose record already says "scored" is being finished (its user
+        attribute is written before its state) and counts too.
+        """
         nums = [n for n, r in self.finished.items() if r.get("status") == _SCORED]
-        nums += [n for n, r in self.running.items() if r.get("status") == _PENDING]
+        nums += [n for n, r in self.running.items() if r.get("status") in (_PENDING, _SCORED)]
         return sorted(nums)
+
+    def in_flight(self) -> set[str]:
+        """Molecules reserved by a RUNNING trial (any worker)."""
+        return {r.get("smiles") for r in self.running.values() if r.get("status") in (_PENDING, _SCORED)}
 
     def n_scored(self) -> int:
         return sum(1 for r in self.finished.values() if r.get("status") == _SCORED)
@@ -795,7 +820,8 @@ class _Run:
     def sync(self) -> int:
         """Load molecules scored by other workers (or earlier runs); returns how many."""
         n = 0
-        for number, rec, z in self.ledger.sync():
+        self.ledger.sync()
+        for number, rec, z in self.ledger.drain():
             if rec.get("status") != _SCORED or rec.get("smiles") in self.known:
                 continue
             rec = dict(rec, trial=number)
@@ -896,7 +922,7 @@ class _Run:
             return []
         self.sync()
         uniq = [c for c in uniq if c.smiles not in self.known]
-        pending_smiles = {r.get("smiles") for r in self.ledger.running.values() if r.get("status") == _PENDING}
+        pending_smiles = self.ledger.in_flight()
         n_flight = sum(c.smiles in pending_smiles for c in uniq)
         if n_flight:  # another worker is scoring them right now
             self.stats["duplicate_in_flight"] += n_flight
@@ -1159,9 +1185,13 @@ class _TrustRegion(_Strategy):
         failure_tolerance: int | None = None,
         perturb_prob: float | None = None,
         scale: str = "prior",
+        global_fraction: float = 0.1,
         bound: float = 3.0,
     ) -> None:
         super().__init__(run, rng, seed)
+        if not 0.0 <= global_fraction < 1.0:
+            raise ValueError("global_fraction must be within [0, 1)")
+        self.global_fraction = float(global_fraction)
         if scale not in ("prior", "data"):
             raise ValueError("scale must be 'prior' (box sides in prior sigmas) or 'data' (scaled by the spread of the latent means)")
         self.scale = scale
@@ -1228,7 +1258,12 @@ class _TrustRegion(_Strategy):
         none = ~mask.any(1)
         mask[none, self.rng.integers(D, size=int(none.sum()))] = True
         delta = self.rng.uniform(-0.5, 0.5, (n, D)) * self.length * self._scales()
-        Z = np.clip(zc + mask * delta, -self.bound, self.bound).astype(np.float32)
+        Z = zc + mask * delta
+        # a few prior draws compete in the same ranking: a hedge when the region is poor
+        n_global = int(round(self.global_fraction * n))
+        if n_global:
+            Z[:n_global] = self.rng.standard_normal((n_global, D))
+        Z = np.clip(Z, -self.bound, self.bound).astype(np.float32)
         cands = run.screen(Z, self.name)
         new = self._rank_and_evaluate(cands, self.surrogate, u)
         # success: a better molecule than the center

@@ -27,7 +27,7 @@ import pandas as pd
 import selfies as sf
 from tqdm.auto import tqdm
 
-from .chem import canonical, standardize
+from .chem import MAX_SMILES_LENGTH, canonical, standardize
 
 __all__ = ["SelfiesTokenizer", "TokenizationError", "EncodedBatch", "SPECIAL_TOKENS"]
 
@@ -63,6 +63,8 @@ def smiles_to_tokens(smiles: object, standardize_input: bool = True) -> list[str
     """
     if not isinstance(smiles, str) or not smiles.strip():
         raise TokenizationError(smiles, "empty or not a string")
+    if len(smiles) > MAX_SMILES_LENGTH:
+        raise TokenizationError(smiles[:60] + "...", f"too long: {len(smiles)} characters > {MAX_SMILES_LENGTH}")
     smi = standardize(smiles) if standardize_input else canonical(smiles)
     if smi is None:
         raise TokenizationError(smiles, "invalid SMILES (RDKit cannot parse it)")

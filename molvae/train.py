@@ -190,7 +190,7 @@ class _MetricsLog:
 def _data_hash(smiles: Sequence[str]) -> str:
     h = hashlib.sha256()
     for s in smiles:
-        h.update(s.encode())
+        h.update(str(s).encode())
         h.update(b"\n")
     return h.hexdigest()[:16]
 
@@ -218,6 +218,9 @@ def train(
         if not last_path.exists():
             raise FileNotFoundError(f"--resume: no {last_path} to resume from")
         ckpt = load_checkpoint(last_path)
+        missing = [k for k in ("train_config", "optimizer", "step", "epoch", "batch_in_epoch") if k not in ckpt]
+        if missing:
+            raise TrainingError(f"--resume: {last_path} holds a model but no training state ({', '.join(missing)} missing)")
         model_config = from_dict(ModelConfig, ckpt["model_config"])
         train_config = from_dict(TrainConfig, ckpt["train_config"])
     model_config = model_config or ModelConfig()
@@ -383,8 +386,13 @@ def train(
                     )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+                if not torch.isfinite(norm):
+                    raise TrainingError(
+                        f"gradient became NaN/inf at step {step} (epoch {epoch}); training stopped before the update. "
+                        f"The last good checkpoint is kept: {last_path if last_path.exists() else 'none written yet'}. "
+                        "Lower the learning rate (--lr) or tighten gradient clipping."
+                    )
                 opt.step()
                 step += 1
                 with torch.no_grad():
