@@ -7,16 +7,23 @@
 
 __version__ = "0.1.0"
 
-from . import chem  # noqa: E402
+from . import chem, diagnostics, metrics, predictors, properties  # noqa: E402
 from .config import ModelConfig, TrainConfig  # noqa: E402
 from .data import load_dataset, read_smiles  # noqa: E402
 from .model import MolVAE, load_pretrained  # noqa: E402
+from .optimize import OptimizationResult, optimize  # noqa: E402
 from .tokenizer import SelfiesTokenizer, TokenizationError  # noqa: E402
 from .train import train  # noqa: E402
 
 __all__ = [
     "__version__",
     "chem",
+    "properties",
+    "metrics",
+    "predictors",
+    "diagnostics",
+    "optimize",
+    "OptimizationResult",
     "MolVAE",
     "load_pretrained",
     "SelfiesTokenizer",
