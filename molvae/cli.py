@@ -6,6 +6,8 @@
     molvae encode [--model PATH] INPUT -o z.csv      (INPUT: a SMILES file or SMILES strings)
     molvae decode [--model PATH] z.csv|z.npy -o out.csv
     molvae reconstruct [--model PATH] INPUT [-o out.csv] [--beam K]
+    molvae evaluate [--model PATH] -n 30000 [--seed S ...] [-o report.json] | --smiles FILE
+    molvae optimize --objective qed --budget 500 [--start SMILES ...] [--min-similarity 0.4] -o out.csv
 """
 
 from __future__ import annotations
@@ -358,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="latent diagnostics and greedy reconstruction on this many MOSES test molecules")
     s.add_argument("-o", "--output", help="JSON report")
     s.set_defaults(func=cmd_evaluate)
+
+    from .cli_optimize import add_parser as add_optimize_parser
+
+    add_optimize_parser(sub, [verbosity, model_opts])
 
     s = sub.add_parser("decode", parents=[verbosity, model_opts], help="decode latent points to molecules")
     s.add_argument("input", help=".npy array (N, D) or CSV with columns z0..zD-1")

@@ -23,9 +23,9 @@ Consistent data
 
 Strategies (``strategy=``)
     ``"trust_region"`` (default)
-        TuRBO-style local search: a box of side ``L`` (prior standard deviations, scaled per
-        coordinate by the spread of the encoded molecules) around the latent mean of the
-        best molecule; candidates perturb a random subset of coordinates; all candidates are
+        TuRBO-style local search: a box of side ``L`` (in prior standard deviations;
+        ``scale="data"`` scales each coordinate by the spread of the encoded molecules)
+        around the latent mean of the best molecule; candidates perturb a random subset of coordinates; all candidates are
         decoded, and the unseen feasible molecules are ranked by Thompson-like draws from a
         surrogate (default ``surrogate="tanimoto"``: a Gaussian process with a Tanimoto
         kernel on Morgan fingerprints; ``"mlp"``: :class:`~molvae.predictors.MLPEnsemble` on
@@ -33,12 +33,30 @@ Strategies (``strategy=``)
         random).  ``L`` doubles after ``success_tolerance`` successful rounds, halves after
         ``failure_tolerance`` failed ones, and the region restarts around another of the
         best molecules when ``L`` falls below ``length_min``.
-        It is the default because it was the best of the three in a comparison at equal
-        budget (QED, 300 calls, prior start; see the project notes for the numbers): the
-        local box keeps proposals where the decoder produces valid, related molecules and
-        the fingerprint surrogate spends the calls on the most promising of many decoded
-        candidates, while global samplers in a 32-128-d latent space mostly re-discover
-        molecules similar to random screening.
+        ``global_fraction`` (0.1) of the candidates are prior draws ranked alongside (a
+        hedge when the region is poor); when the box decodes to fewer than ``batch_size``
+        unseen molecules it is widened instead of counted as a failure.
+
+        Why it is the default (measured; QED, budget 300, prior start of 32 molecules,
+        32-d VAE trained 8 epochs on 24k ZINC molecules, 4 seeds, 2-core CPU):
+
+        ==================  ==============  =============  ====================
+        strategy            top-10 mean     AUC top-10     CPU s / run
+        ==================  ==============  =============  ====================
+        trust_region        0.933           0.887          10
+        gradient            0.939           0.888          12
+        optuna cmaes        0.918 (2 seeds) 0.871          11
+        optuna tpe          0.943 (2 seeds) 0.887          130-360 (stalls)
+        optuna random       0.914           0.872          2
+        ==================  ==============  =============  ====================
+
+        (QED tops out at 0.948: the spread is small.)  ``trust_region`` and ``gradient``
+        tie within seed noise and beat CMA-ES and latent random screening; TPE matches them
+        but is 10-30 times slower and stalls once its proposals decode to known molecules.
+        ``trust_region`` is the default because it ties for best while staying local (a
+        box around the best molecules, which is what similarity constraints need), ranks
+        candidates by a fingerprint model that does not depend on the quality of the
+        latent space, and recovers from a poor region by restarts and prior candidates.
     ``"gradient"``
         LIMO-style: fit an :class:`~molvae.predictors.MLPEnsemble` on (latent mean, score),
         run gradient ascent from the best molecules plus noise (many starts at once),
@@ -49,7 +67,10 @@ Strategies (``strategy=``)
         ``"random"``, ``"nsga2"`` (default with several objectives).  The start molecules'
         latent means are enqueued.  CMA-ES, NSGA-II and random are told the score of the
         molecule each asked point decodes to; TPE and GP (surrogates) are given the scored
-        molecules at their re-encoded means instead.
+        molecules at their re-encoded means instead, and a penalty at asked points that
+        decode to molecules already known (nothing new there).  Infeasible molecules are
+        told a value worse than any seen.  Samplers run in memory in each process (only
+        the ledger is shared), so each worker of a shared study runs its own sampler.
 
 Several objectives
     ``objective=["qed", "sa"], direction=["maximize", "minimize"]`` runs a multi-objective
@@ -85,7 +106,6 @@ Storage, resume and several workers
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import math
 import os
@@ -700,6 +720,7 @@ class _Run:
         self.d_index: dict[str, int] = {}
         self._arrays: tuple | None = None
         self.n_calls_here = 0  # molecules this process sent to the oracle
+        self.last_n_new = 0
         self.stats = dict.fromkeys(["decoded", "invalid", "known", "infeasible", "over_budget", "duplicate_in_flight"], 0)
         self._fps: dict[str, np.ndarray] = {}
         self.bar = None
@@ -880,6 +901,7 @@ class _Run:
                 self.stats["known"] += 1
                 continue
             first.setdefault(s, i)
+        self.last_n_new = len(first)  # unseen molecules, feasible or not
         cands = [_Cand(s, z_prop=np.asarray(Z[i], np.float32), source=source) for s, i in first.items()]
         return self.check(cands)
 
@@ -1278,8 +1300,9 @@ class _TrustRegion(_Strategy):
             self.n_success += 1
             self.n_failure = 0
             self._choose_center(run.utilities(lam), restart=False)
-        elif len(cands) < self.q and self.length < self.length_max:
-            # the box decodes to too few unseen molecules: the decoder is coarser than the box
+        elif run.last_n_new < self.q and self.length < self.length_max:
+            # the box decodes to too few unseen molecules (feasible or not): the decoder is
+            # coarser than the box.  (Many unseen but infeasible ones: shrink, as a failure.)
             self.length = min(2.0 * self.length, self.length_max)
             self.widened += 1
             return len(new)
@@ -1402,7 +1425,9 @@ class _OptunaStrategy(_Strategy):
         self.sampler_name = sampler
         self.sigma0 = float(sigma0)
         self.popsize = int(popsize or self.q)
-        self.n_ask = int(n_ask or (min(self.q, 4) if sampler == "gp" else self.popsize if sampler in ("cmaes", "nsga2") else self.q))
+        if n_ask is None:  # GP proposes one point per fit: few asks per round
+            n_ask = min(self.q, 4) if sampler == "gp" else self.popsize if sampler in ("cmaes", "nsga2") else self.q
+        self.n_ask = int(n_ask)
         self.sampler_kwargs = dict(sampler_kwargs or {})
         self.bound = float(bound)
         self.dists = {f"z_{i}": FloatDistribution(-self.bound, self.bound) for i in range(run.D)}
