@@ -542,11 +542,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         ) from None
     except Exception as err:  # any failure to read: corrupt, truncated or foreign
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {err}") from None
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            bad = zf.testzip()
-        if bad is not None:
-            raise CheckpointError(f"{path} is corrupt: checksum mismatch in {bad}")
+    try:  # torch's zip format carries CRC-32s that torch.load does not check
+        bad = None
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                bad = zf.testzip()
+    except Exception as err:
+        raise CheckpointError(f"{path} is corrupt: {err}") from None
+    if bad is not None:
+        raise CheckpointError(f"{path} is corrupt: checksum mismatch in {bad}")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a molvae checkpoint (written by another program?)")
     version = ckpt.get("format_version")

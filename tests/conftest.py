@@ -19,3 +19,14 @@ def _molvae_test_environment(tmp_path_factory):
         os.environ.pop("MOLVAE_CACHE_DIR", None)
     else:
         os.environ["MOLVAE_CACHE_DIR"] = previous
+
+
+# Property-based tests draw the same examples on every run, so CI results are reproducible;
+# explore new examples locally with --hypothesis-seed=random.
+try:
+    from hypothesis import settings
+
+    settings.register_profile("molvae", derandomize=True, database=None)
+    settings.load_profile("molvae")
+except ImportError:  # hypothesis is a dev extra
+    pass

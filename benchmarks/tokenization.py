@@ -1,6 +1,6 @@
 """Tokenizer speed: encode/decode molecules/s, MOSES training-cache build and reload times.
 
-    python benchmarks/tokenize.py [--n 20000] [--jobs 2]
+    python benchmarks/tokenization.py [--n 20000] [--jobs 2]
 
 Writes the "tokenize" section of benchmarks/RESULTS.md.  The cache is built in a fresh
 temporary cache folder so the build time is a real first build.
@@ -8,13 +8,7 @@ temporary cache folder so the build time is a real first build.
 
 from __future__ import annotations
 
-import sys
-
-# this file is named like the stdlib module `tokenize`: keep its folder behind the stdlib
-_here = sys.path.pop(0)
-sys.path.append(_here)
-
-import argparse  # noqa: E402
+import argparse
 import os
 import shutil
 import sys
@@ -22,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import git_commit, hardware, write_section  # noqa: E402
 
 from molvae.data import load_dataset, tokenize_file  # noqa: E402
@@ -73,7 +68,7 @@ def main() -> None:
         rows.append(("MOSES train: rejected / vocabulary / max tokens", f"{data.n_failed} / {data.tokenizer.vocab_size} / {data.tokenizer.max_length}"))
 
     body = ["## Tokenizer (`benchmarks/tokenize.py`)", "",
-            f"Command: `python benchmarks/tokenize.py --n {args.n} --jobs {args.jobs}`; hardware: {hardware()}; commit {git_commit()}.", "",
+            f"Command: `python benchmarks/tokenization.py --n {args.n} --jobs {args.jobs}`; hardware: {hardware()}; commit {git_commit()}.", "",
             "| measurement | value |", "|---|---|"]
     body += [f"| {a} | {b} |" for a, b in rows]
     write_section("tokenize", "\n".join(body))
