@@ -855,6 +855,7 @@ def _resolve_references(reference) -> list[tuple[str, object]]:
     if isinstance(reference, (str, os.PathLike)):
         reference = [reference]
     refs = list(reference)
+
     def is_ref(r) -> bool:
         return isinstance(r, (ReferenceStats, os.PathLike)) or (
             isinstance(r, str) and (r in NAMED_REFERENCES or (("." in r or os.sep in r) and os.path.isfile(r)))

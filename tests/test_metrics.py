@@ -237,6 +237,7 @@ def test_fraction_passes_filters():
 # --------------------------------------------------------------------------- FCD and properties
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fcd passes scipy's deprecated sqrtm(disp=)
 def test_frechet_distance_matches_fcd_package():
     import fcd
 
@@ -360,17 +361,19 @@ def test_metrics_table():
 
 
 @pytest.mark.slow
-def test_full_moses_references(request):
-    """Builds (or reuses) the full reference cache: ~20 min on 2 CPU cores the first time."""
+def test_moses_references_subsampled(request):
+    """The real MOSES files end to end, references subsampled to 10k (a few minutes on 2 cores;
+    the suite's private cache means the full 176k references would be rebuilt, ~1 h)."""
     import pandas as pd
 
     if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("full MOSES references; run with -m slow")
-
-    gen = pd.read_csv(data_dir() / "moses" / "test_scaffolds.csv.gz")["SMILES"].tolist()[:2000]
-    res = M.get_all_metrics(gen, k=(1000,))
-    assert res["valid"] == 1.0
-    assert 0.9 < res["Filters"] <= 1.0
-    assert 0.4 < res["SNN/TestSF"] <= 1.0 and res["SNN/TestSF"] > res["SNN/Test"]
+        pytest.skip("MOSES references; run with -m slow")
+    gen = pd.read_csv(data_dir() / "moses" / "test_scaffolds.csv.gz")["SMILES"].tolist()[:1000]
+    res = M.get_all_metrics(gen, k=(1000,), max_reference=10000)
+    assert list(res) == [k for k in EXPECTED_KEYS if k != "unique@5"]
+    assert res["valid"] == 1.0 and res["unique@1000"] == 1.0
+    assert 0.95 < res["Filters"] <= 1.0
+    assert 0.4 < res["SNN/Test"] < res["SNN/TestSF"] <= 1.0
     assert res["Frag/TestSF"] > 0.95
-    assert res["FCD/TestSF"] < res["FCD/Test"]
+    assert 0 < res["FCD/TestSF"] < res["FCD/Test"]
+    assert res["novelty"] > 0.9
