@@ -15,4 +15,7 @@ if ! python -c "import torch" 2>/dev/null; then
   python -m pip install -q ${MOLVAE_TORCH:-torch==2.13.0}
 fi
 python -m pip install -q -e ".[dev]"
+# GuacaMol's scoring functions (the PMO oracles).  --no-deps: it pins the retired rdkit-pypi;
+# what it needs (numpy, scipy, joblib, rdkit) is already here.
+python -m pip install -q --no-deps "guacamol==0.5.5"
 python -c "import molvae, torch, rdkit; print(f'molvae {molvae.__version__} ready (torch {torch.__version__}, rdkit {rdkit.__version__})')"
