@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing as mp
-import os
 import uuid
 
 import numpy as np
@@ -361,10 +360,8 @@ def test_two_workers_share_one_sqlite_study(model_path, tmp_path):
 
 
 @pytest.mark.postgres
-def test_two_workers_share_one_postgres_study(model_path):
-    url = os.environ.get("MOLVAE_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("MOLVAE_TEST_POSTGRES_URL is not set")
+def test_two_workers_share_one_postgres_study(postgres_url, model_path):
+    url = postgres_url  # MOLVAE_TEST_POSTGRES_URL, or a throw-away server (tests/conftest.py)
     study = f"molvae-test-{uuid.uuid4().hex[:8]}"
     results = _run_workers(model_path, url, study, budget=48)
     _check_shared_budget(results, url, study, 48)
