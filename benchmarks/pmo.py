@@ -33,13 +33,14 @@ import datetime as _dt
 import json
 import os
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
-from _common import git_commit, hardware, write_section  # noqa: E402
+from _common import git_commit, hardware, write_section  # noqa: E402,F401
 
 import numpy as np  # noqa: E402
 
@@ -72,6 +73,18 @@ PUBLISHED_SUM16 = [
 PUBLISHED_SOURCE = ("Gao et al. 2022, *Sample Efficiency Matters: A Benchmark for Practical Molecular "
                     "Optimization* (NeurIPS 2022 Datasets and Benchmarks), AUC top-10 table; sums over the "
                     "16 oracles as quoted in issue #6")
+
+
+def commit_label() -> str:
+    """Short commit, plus the package files that differ from it (a run uses the working tree)."""
+    commit = git_commit()
+    try:
+        dirty = subprocess.check_output(["git", "status", "--porcelain", "--", "molvae", "benchmarks/pmo.py"],
+                                        text=True, cwd=HERE.parent).split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return commit
+    files = sorted(line[3:].strip() for line in dirty if line.strip() and line[3:].strip().endswith(".py"))
+    return f"{commit} + uncommitted changes to {', '.join(files)}" if files else commit
 
 
 def setting_key(budget: int, strategy: str, batch_size: int, model: str) -> str:
@@ -228,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
             if f"--{k}" not in raw:
                 setattr(args, k, v)
     command = "python benchmarks/pmo.py " + " ".join(shlex.quote(a) for a in raw)
-    commit, hw = git_commit(), hardware()
+    commit, hw = commit_label(), hardware()
     _common.RESULTS = Path(args.results)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
