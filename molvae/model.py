@@ -51,6 +51,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+_MISSING = object()
+
 class MolVAE(nn.Module):
     """SELFIES VAE.  ``tokenizer`` fixes the vocabulary; ``config`` the sizes."""
 
@@ -161,8 +163,10 @@ class MolVAE(nn.Module):
         out = torch.full((b, max_length + 2), tok.pad_id, dtype=torch.long, device=z.device)
         out[:, 0] = tok.bos_id
         nll = torch.zeros(b, device=z.device)
-        done = torch.zeros(b, dtype=torch.bool, device=z.device)
         zin = z.unsqueeze(1)
+        # rows still being generated; finished rows leave the batch (sequence lengths vary a
+        # lot, so the last steps would otherwise run mostly padding)
+        rows = torch.arange(b, device=z.device)
         for t in range(max_length + 1):
             x = torch.cat([self.embedding(current).unsqueeze(1), zin], dim=-1)
             o, h = self.decoder(x, h)
@@ -171,20 +175,21 @@ class MolVAE(nn.Module):
             if t == 0:
                 logits = logits.masked_fill(~self._first_ok, float("-inf"))
             if t == max_length:  # out of room: end here
-                nxt = torch.full((b,), tok.eos_id, dtype=torch.long, device=z.device)
+                nxt = torch.full((len(rows),), tok.eos_id, dtype=torch.long, device=z.device)
             elif method == "greedy":
                 nxt = logits.argmax(dim=-1)
             else:
                 probs = F.softmax(logits / temperature, dim=-1)
                 nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
             logp = F.log_softmax(logits, dim=-1).gather(1, nxt.unsqueeze(1)).squeeze(1)
-            nll = nll + torch.where(done, torch.zeros_like(logp), -logp.nan_to_num(neginf=0.0))
-            nxt = torch.where(done, torch.full_like(nxt, tok.pad_id), nxt)
-            out[:, t + 1] = nxt
-            done = done | (nxt == tok.eos_id)
-            current = nxt
-            if bool(done.all()):
+            nll[rows] += -logp.nan_to_num(neginf=0.0)
+            out[rows, t + 1] = nxt
+            live = nxt != tok.eos_id
+            if not bool(live.any()):
                 break
+            if not bool(live.all()):
+                rows, nxt, zin, h = rows[live], nxt[live], zin[live], h[:, live]
+            current = nxt
         return out, nll
 
     @torch.no_grad()
@@ -285,7 +290,18 @@ class MolVAE(nn.Module):
 
     def _decode_ids(self, ids: np.ndarray) -> tuple[list[str], list[str | None]]:
         selfies = self.tokenizer.decode_selfies(ids)
-        return selfies, [selfies_to_smiles(s) for s in selfies]
+        # SELFIES -> canonical SMILES is pure and costs more than the GRU step per molecule;
+        # nearby latent points (optimization, neighbours) decode to the same strings often
+        cache = self.__dict__.setdefault("_smiles_cache", {})
+        if len(cache) > 200_000:
+            cache.clear()
+        out = []
+        for s in selfies:
+            smi = cache.get(s, _MISSING)
+            if smi is _MISSING:
+                smi = cache[s] = selfies_to_smiles(s)
+            out.append(smi)
+        return selfies, out
 
     @torch.no_grad()
     def decode_z(

@@ -97,7 +97,13 @@ Storage, resume and several workers
     shared study never exceeds ``budget`` and no molecule is scored twice, whatever the
     number of workers.  A worker that dies between reserving and recording loses its
     reservations: with an RDB URL the trials carry heartbeats and are failed (freed) after
-    ``grace_period`` seconds (120); for other storages pass ``stale_after`` seconds.  Calls
+    ``grace_period`` seconds (120); for other storages pass ``stale_after`` seconds (while
+    its oracle runs a worker marks its reservations alive every ``stale_after / 4``
+    seconds, so only a silent worker's reservations are freed, however long the oracle
+    takes).  A worker that finds the rest of the budget reserved by others waits until they
+    record it or, when one of them died, until its reservations are freed, and fills them:
+    the study ends with exactly ``budget`` scored molecules (without heartbeats or
+    ``stale_after`` nothing frees them, and the worker stops instead).  Calls
     that were under way in a killed worker are not recorded (their results never
     arrived); an interrupted worker (``KeyboardInterrupt`` or any exception from the
     objective that is not an ``Exception``) frees its reservations before re-raising.
@@ -132,6 +138,7 @@ STRATEGIES = ("trust_region", "gradient", "optuna")
 SAMPLERS = ("cmaes", "tpe", "gp", "random", "nsga2")
 #: Trial user attribute holding a molecule's record in the ledger study.
 LEDGER_KEY = "molvae"
+_ALIVE_KEY = "molvae:alive"  # trial user attribute: last sign of life of its worker (stale_after)
 DEFAULT_STUDY_NAME = "molvae-optimize"
 
 # record statuses
@@ -450,15 +457,22 @@ def open_storage(storage: Any, heartbeat_interval: int = 30, grace_period: int =
 
 
 class _Heartbeat:
-    """Records heartbeats of this worker's reserved trials while the oracle runs (RDB storages)."""
+    """Signs of life of this worker's reserved trials while the oracle runs.
 
-    def __init__(self, storage: Any) -> None:
+    RDB storages: Optuna heartbeats (``fail_stale_trials`` frees the trials of a dead worker).
+    With ``stale_after``: the time, in the trial's user attribute ``molvae:alive``, every
+    ``stale_after / 4`` seconds, so that only a silent worker's trials count as stale, never
+    those of a live worker whose oracle call takes longer than ``stale_after``.
+    """
+
+    def __init__(self, storage: Any, stale_after: float | None = None) -> None:
         self.storage = storage
         interval = None
         if hasattr(storage, "get_heartbeat_interval"):
             with contextlib.suppress(Exception):
                 interval = storage.get_heartbeat_interval()
         self.interval = interval
+        self.alive_every = stale_after / 4 if stale_after else None
         self.trial_ids: set[int] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -469,10 +483,10 @@ class _Heartbeat:
         return bool(self.interval)
 
     def add(self, trial_ids: Iterable[int]) -> None:
-        if not self.enabled:
+        if not (self.enabled or self.alive_every):
             return
         ids = list(trial_ids)
-        for tid in ids:
+        for tid in ids if self.enabled else ():
             with contextlib.suppress(Exception):
                 self.storage.record_heartbeat(tid)
         with self._lock:
@@ -486,12 +500,16 @@ class _Heartbeat:
             self.trial_ids.difference_update(trial_ids)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        tick = min(x for x in (self.interval, self.alive_every) if x)
+        while not self._stop.wait(tick):
             with self._lock:
                 ids = list(self.trial_ids)
             for tid in ids:
-                with contextlib.suppress(Exception):
-                    self.storage.record_heartbeat(tid)
+                with contextlib.suppress(Exception):  # a trial finished meanwhile refuses updates
+                    if self.enabled:
+                        self.storage.record_heartbeat(tid)
+                    if self.alive_every:
+                        self.storage.set_trial_user_attr(tid, _ALIVE_KEY, round(time.time(), 3))
 
     def close(self) -> None:
         self._stop.set()
@@ -529,7 +547,7 @@ class _Ledger:
         self.dists = {f"z_{i}": FloatDistribution(-bound, bound) for i in range(latent_dim)}
         self.bound = float(bound)
         self.stale_after = stale_after
-        self.heartbeat = _Heartbeat(self.storage)
+        self.heartbeat = _Heartbeat(self.storage, stale_after)
         self.finished: dict[int, dict] = {}  # trial number -> record, finished trials
         self.z: dict[int, np.ndarray | None] = {}  # trial number -> stored latent mean
         self.running: dict[int, dict] = {}  # trial number -> record, RUNNING (any worker)
@@ -578,11 +596,11 @@ class _Ledger:
             if not isinstance(rec, dict):
                 continue  # not written by molvae
             if t.state == TrialState.RUNNING:
-                if (
-                    self.stale_after is not None
-                    and t.datetime_start is not None
-                    and now - t.datetime_start.timestamp() > self.stale_after
-                ):
+                # the last sign of life: the reservation, or its worker's latest "alive" time
+                alive = [t.datetime_start.timestamp()] if t.datetime_start is not None else []
+                if isinstance(t.user_attrs.get(_ALIVE_KEY), (int, float)):
+                    alive.append(float(t.user_attrs[_ALIVE_KEY]))
+                if self.stale_after is not None and alive and now - max(alive) > self.stale_after:
                     stale.append(t)
                     continue
                 self.running[t.number] = rec
@@ -623,6 +641,11 @@ class _Ledger:
 
     def n_scored(self) -> int:
         return sum(1 for r in self.finished.values() if r.get("status") == _SCORED)
+
+    @property
+    def frees_dead_reservations(self) -> bool:
+        """Whether the reservations of a dead worker are ever freed (heartbeats or ``stale_after``)."""
+        return self.heartbeat.enabled or self.stale_after is not None
 
     # ------------------------------------------------------------------ writing
     def reserve(self, records: list[dict], zs: list[np.ndarray | None]) -> list[tuple[int, int]]:
@@ -807,10 +830,7 @@ class _Run:
         if not len(Z):
             return []
         raw = self.model.decode(np.asarray(Z, dtype=np.float32), method="greedy")
-        out = []
-        for s in raw:
-            c = canonical(s) if s else None
-            out.append(c)
+        out = [s or None for s in raw]  # the model returns canonical SMILES ("" when none)
         self.stats["decoded"] += len(raw)
         self.stats["invalid"] += sum(c is None for c in out)
         return out
@@ -1190,6 +1210,65 @@ class _Strategy:
         return model.predict(Zc)
 
 
+class _SelfiesMutator:
+    """Random SELFIES edits (replace, insert or delete 1-3 tokens) drawn from the model's alphabet."""
+
+    def __init__(self, tokenizer: Any, rng: np.random.Generator) -> None:
+        import selfies as sf
+
+        self.sf = sf
+        self.rng = rng
+        self.tokenizer = tokenizer
+        from .tokenizer import SPECIAL_TOKENS
+
+        self.alphabet = [t for t in tokenizer.itos if t not in SPECIAL_TOKENS and t.startswith("[")]
+        self._tokens: dict[str, list[str] | None] = {}
+        self.last_n_new = 0
+
+    def tokens(self, smiles: str) -> list[str] | None:
+        if smiles not in self._tokens:
+            try:
+                toks = list(self.sf.split_selfies(self.sf.encoder(smiles)))
+            except Exception:
+                toks = None
+            self._tokens[smiles] = toks or None
+        return self._tokens[smiles]
+
+    def edit(self, toks: list[str]) -> list[str]:
+        toks = list(toks)
+        for _ in range(min(3, int(self.rng.geometric(0.6)))):  # 1 edit (60%), 2 (24%), 3 (16%)
+            op = self.rng.integers(3) if len(toks) > 1 else 1
+            pos = int(self.rng.integers(len(toks) + (op == 1)))
+            if op == 0:
+                toks[pos] = self.alphabet[int(self.rng.integers(len(self.alphabet)))]
+            elif op == 1:
+                toks.insert(pos, self.alphabet[int(self.rng.integers(len(self.alphabet)))])
+            else:
+                del toks[pos]
+        return toks
+
+    def mutate(self, parents: Sequence[str], exclude: Mapping[str, Any] | set[str]) -> list[str]:
+        """Canonical SMILES of new molecules (not in ``exclude``, no repeats, no radicals) made by editing ``parents``."""
+        from .chem import to_mol
+        from .tokenizer import selfies_to_smiles
+
+        out: dict[str, None] = {}
+        for p in parents:
+            toks = self.tokens(p)
+            if not toks or not self.alphabet:
+                continue
+            smi = selfies_to_smiles("".join(self.edit(toks)))
+            if not smi or smi in exclude or smi == p or smi in out:
+                continue
+            mol = to_mol(smi)
+            # SELFIES keeps valences legal by leaving radicals where an edit removed a bond:
+            # not molecules anyone wants (nor in the model's vocabulary)
+            if mol is not None and not any(a.GetNumRadicalElectrons() for a in mol.GetAtoms()):
+                out[smi] = None
+        self.last_n_new = len(out)
+        return list(out)
+
+
 class _TrustRegion(_Strategy):
     name = "trust_region"
 
@@ -1208,12 +1287,17 @@ class _TrustRegion(_Strategy):
         perturb_prob: float | None = None,
         scale: str = "prior",
         global_fraction: float = 0.1,
+        mutation_fraction: float = 0.25,
         bound: float = 3.0,
     ) -> None:
         super().__init__(run, rng, seed)
         if not 0.0 <= global_fraction < 1.0:
             raise ValueError("global_fraction must be within [0, 1)")
+        if not 0.0 <= mutation_fraction <= 1.0 or global_fraction + mutation_fraction > 1.0:
+            raise ValueError("mutation_fraction must be within [0, 1] and global_fraction + mutation_fraction <= 1")
         self.global_fraction = float(global_fraction)
+        self.mutation_fraction = float(mutation_fraction)
+        self.mutator = _SelfiesMutator(run.model.tokenizer, rng) if mutation_fraction > 0 else None
         if scale not in ("prior", "data"):
             raise ValueError("scale must be 'prior' (box sides in prior sigmas) or 'data' (scaled by the spread of the latent means)")
         self.scale = scale
@@ -1253,6 +1337,21 @@ class _TrustRegion(_Strategy):
         self.center, self.center_u = smiles[i], float(u[i])
         self.used_centers.append(self.center)
 
+    def _mutants(self, n: int, u: np.ndarray) -> list[_Cand]:
+        """SELFIES edits of the center (half) and of the 10 best molecules (the rest).
+
+        The decoder reconstructs a molecule only approximately, so latent steps rarely stay
+        within a tight similarity of it; small string edits do, and every edited SELFIES is
+        still a valid molecule.
+        """
+        run = self.run
+        smiles = run.arrays()[0]
+        ok = np.flatnonzero(np.isfinite(u))
+        top = [smiles[i] for i in ok[np.argsort(-u[ok])][:10]]
+        parents = [self.center if (self.rng.random() < 0.5 or not top) else top[int(self.rng.integers(len(top)))] for _ in range(n)]
+        out = self.mutator.mutate(parents, exclude=run.known)
+        return run.check([_Cand(s, source="mutation") for s in out])
+
     def _scales(self) -> np.ndarray:
         _, Z, _, _ = self.run.arrays()
         Z = Z[np.isfinite(Z).all(1)]
@@ -1275,7 +1374,9 @@ class _TrustRegion(_Strategy):
             cands = run.screen(Z, "prior")
             return len(self._rank_and_evaluate(cands, None, u))
         zc = run.arrays()[1][run.d_index[self.center]]
-        n, D = self.n_candidates, run.D
+        D = run.D
+        n_mut = int(round(self.mutation_fraction * self.n_candidates)) if self.mutator else 0
+        n = self.n_candidates - n_mut
         mask = self.rng.random((n, D)) < self.perturb_prob
         none = ~mask.any(1)
         mask[none, self.rng.integers(D, size=int(none.sum()))] = True
@@ -1287,6 +1388,10 @@ class _TrustRegion(_Strategy):
             Z[:n_global] = self.rng.standard_normal((n_global, D))
         Z = np.clip(Z, -self.bound, self.bound).astype(np.float32)
         cands = run.screen(Z, self.name)
+        if n_mut:
+            n_latent_new = run.last_n_new
+            cands += self._mutants(n_mut, u)
+            run.last_n_new = n_latent_new + self.mutator.last_n_new
         new = self._rank_and_evaluate(cands, self.surrogate, u)
         # success: a better molecule than the center
         best_new = -math.inf
@@ -1781,8 +1886,9 @@ def optimize(
         n_start: number of prior start molecules (default ``min(max(batch_size, budget // 20), budget // 2)``).
         bound: latent coordinates are kept within ``[-bound, bound]`` (prior sigmas).
         max_stall_rounds: stop after this many consecutive rounds without a new molecule.
-        stale_after: seconds after which a reserved trial of a silent worker is failed
-            (storages without heartbeats, e.g. journal files; RDB URLs use heartbeats).
+        stale_after: seconds without a sign of life after which a reserved trial of a
+            worker is failed (freed for the others): for storages without heartbeats, e.g.
+            journal files (RDB URLs use heartbeats, 120 s; ``stale_after`` applies too).
         worker_id: a name for this process in the history (default host-pid-random).
 
     Returns:
@@ -1828,18 +1934,25 @@ def optimize(
         _start_phase(run, starts, n_start, rng)
         strat.after_start()
         stall = 0
-        # stop when the budget is spent or reserved: other workers holding the last
-        # reservations finish them (or, if they release some, fill them themselves)
-        while run.remaining() > 0:
-            run.round += 1
-            got = strat.step()
-            got += run.sync()
-            stall = 0 if got else stall + 1
+        while True:
+            while run.remaining() > 0:
+                run.round += 1
+                got = strat.step()
+                got += run.sync()
+                stall = 0 if got else stall + 1
+                if stall >= max_stall_rounds:
+                    break
             if stall >= max_stall_rounds:
                 logger.warning(
                     "%d rounds without a new molecule: stopping at %d of %d oracle calls", stall, run.n_calls(), budget
                 )
                 break
+            # The rest of the budget is reserved by other workers.  Wait until they record it,
+            # or, when one of them died, until its reservations are freed (heartbeats or
+            # stale_after) and fill them; without either, nothing would free them: stop.
+            if run.done() or not ledger.frees_dead_reservations:
+                break
+            _wait_for_other_workers(run)
         run.sync()
     finally:
         run.close()
@@ -1857,6 +1970,17 @@ def optimize(
         stats=dict(run.stats, rounds=run.round, worker=worker, **_strategy_stats(strat)),
         study=ledger.study,
     )
+
+
+def _wait_for_other_workers(run: _Run, poll_s: float = 0.5) -> None:
+    """Sleep until the budget is spent or some of it is free again (a reservation released or freed)."""
+    logger.info("%d of %d oracle calls recorded, the rest reserved by other workers: waiting for them",
+                run.n_calls(), run.budget)
+    t0 = time.time()
+    while not run.done() and run.remaining() <= 0:
+        time.sleep(poll_s)
+        run.sync()
+    run.stats["waited_for_others_s"] = round(run.stats.get("waited_for_others_s", 0.0) + time.time() - t0, 3)
 
 
 def _strategy_stats(strat: _Strategy) -> dict[str, Any]:

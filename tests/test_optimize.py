@@ -193,6 +193,35 @@ def test_constraints_hold_and_are_checked_before_scoring(model):
     assert {"similarity", "smarts_match", "mw", "sa", "heavy_atoms", "feasible", "reasons"} <= set(h.columns)
 
 
+def test_selfies_mutations_are_valid_new_and_in_the_model_alphabet(model):
+    from molvae.chem import canonical
+    from molvae.optimize import _SelfiesMutator
+
+    parent = "CC(C)Cc1nc(SCC(=O)NC[C@@H]2CCCO2)c2c(=O)n(C)c(=O)n(C)c2n1"
+    mut = _SelfiesMutator(model.tokenizer, np.random.default_rng(0))
+    out = mut.mutate([parent] * 200, exclude={"CCO": None})
+    assert len(out) > 100 and len(set(out)) == len(out) and parent not in out
+    assert all(canonical(s) == s for s in out)
+    sims = similarity(out, parent)
+    # 1-3 token edits: relatives (unrelated drug-like pairs score about 0.1), some very close
+    assert np.median(sims) > 0.25 and (sims >= 0.6).mean() > 0.05
+    # edits use the model's tokens, so nearly all children are encodable (re-encoding can
+    # still lengthen a string past the model's maximum)
+    assert np.isfinite(model.encode(out)).all(1).mean() >= 0.9
+
+
+def test_mutations_find_close_analogues_under_a_tight_similarity_constraint(model):
+    ref = LOW_QED_STARTS[2]
+    res = optimize(model, "qed", budget=60, seed=0, start=[ref], min_similarity=0.6, progress=False,
+                   n_candidates=256, max_stall_rounds=5)
+    s = _scored(res)
+    found = s[(s["smiles"] != ref) & s["feasible"]]
+    assert len(found) >= 20
+    assert (similarity(found["smiles"].tolist(), ref) >= 0.6).all()
+    assert "mutation" in set(found["source"])
+    assert res.best_score > float(compute([ref], ["qed"])["qed"].iloc[0])
+
+
 def test_failing_objective_fails_only_its_molecules(model):
     calls = {"n": 0}
 
