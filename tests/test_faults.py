@@ -6,8 +6,8 @@ What is promised: a killed run resumes to exactly the weights of an uninterrupte
 ``last.pt`` always loads (atomic writes); a failed write leaves earlier output as it was; a
 non-finite loss stops training with :class:`TrainingError` naming the step and leaves the last
 good checkpoint.  Bugs are ``xfail(strict=True)`` with the reason; see ``docs/robustness.md``.
-(Killing an Optuna worker and a user objective that returns inf or raises belong to
-``tests/test_optimize.py``.)
+(A killed optimization worker is in ``tests/test_study_faults.py``; a user objective that
+returns inf or raises in ``tests/test_optimize.py``.)
 """
 
 from __future__ import annotations
