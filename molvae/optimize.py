@@ -435,7 +435,9 @@ def open_storage(storage: Any, heartbeat_interval: int = 30, grace_period: int =
             import sqlalchemy.exc
 
             racy = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError, optuna.exceptions.StorageInternalError)
-            if attempt == 5 or not isinstance(exc, racy):
+            # PostgreSQL: CREATE TYPE of an enum another worker has just created (DuplicateObject)
+            raced = isinstance(exc, sqlalchemy.exc.ProgrammingError) and "already exists" in str(exc)
+            if attempt == 5 or not (isinstance(exc, racy) or raced):
                 raise
             time.sleep(0.2 + random.random())
     if storage.startswith("sqlite"):

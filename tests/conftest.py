@@ -100,7 +100,9 @@ class _ThrowAwayPostgres:
 
     def __init__(self, binaries: dict[str, str]) -> None:
         self.bin = binaries
-        self.base = Path(tempfile.mkdtemp(prefix="molvae-pg-"))
+        # as root, in /tmp: the server's user must reach the folder (TMPDIR may be private to root)
+        tmp = "/tmp" if os.geteuid() == 0 and os.path.isdir("/tmp") else None
+        self.base = Path(tempfile.mkdtemp(prefix="molvae-pg-", dir=tmp))
         self.data = self.base / "data"
         self.log = self.base / "server.log"
         self.port = 0

@@ -239,3 +239,80 @@ def test_stale_after_frees_the_reservations_of_a_silent_worker_only(tmp_path):
     finally:
         live.close()
         other.close()
+
+
+@pytest.mark.postgres
+def test_workers_opening_a_fresh_postgres_database_together(postgres_url):
+    """Workers starting together race to create Optuna's tables and enum types in an empty
+    database; every one of them must get a working storage."""
+    import threading
+
+    import psycopg2
+    import sqlalchemy
+    from optuna.study import StudyDirection
+
+    url = sqlalchemy.engine.make_url(postgres_url)
+    fresh = f"fresh_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(host=url.host, port=url.port, user=url.username, password=url.password,
+                             dbname=url.database)
+    try:
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {fresh}")  # a generated name, no user input
+    finally:
+        admin.close()
+    fresh_url = url.set(database=fresh).render_as_string(hide_password=False)
+    n = 8
+    barrier = threading.Barrier(n)
+    errors: list[BaseException] = []
+    storages: list = []
+
+    def worker() -> None:
+        try:
+            barrier.wait(timeout=60)
+            storages.append(open_storage(fresh_url))
+        except BaseException as exc:  # noqa: BLE001  (collected, reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, f"{len(errors)} of {n} workers failed: {errors[0]!r}"
+    assert len(storages) == n
+    for st in storages:
+        st.create_new_study([StudyDirection.MAXIMIZE], study_name=f"s-{uuid.uuid4().hex[:6]}")
+        st.engine.dispose()
+
+
+def test_open_storage_retries_when_another_worker_created_the_schema_first(monkeypatch):
+    """The PostgreSQL form of that race that threads rarely hit (it failed one run in four of
+    ``test_two_workers_share_one_postgres_study``): this worker found the enum type
+    ``studydirection`` missing, another one committed it, and CREATE TYPE fails with
+    DuplicateObject, a ProgrammingError.  It is retried; other programming errors are not."""
+    import optuna
+    import sqlalchemy.exc
+
+    attempts = {"n": 0}
+    opened = object()
+
+    def rdb(url, **kwargs):
+        attempts["n"] += 1
+        if attempts["n"] == 1:
+            raise sqlalchemy.exc.ProgrammingError("CREATE TYPE studydirection", {},
+                                                  Exception('type "studydirection" already exists'))
+        return opened
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", rdb)
+    assert open_storage("postgresql://molvae@db.invalid/molvae") is opened and attempts["n"] == 2
+
+    def denied(url, **kwargs):
+        attempts["n"] += 1
+        raise sqlalchemy.exc.ProgrammingError("CREATE TABLE studies", {}, Exception("permission denied for schema public"))
+
+    attempts["n"] = 0
+    monkeypatch.setattr(optuna.storages, "RDBStorage", denied)
+    with pytest.raises(sqlalchemy.exc.ProgrammingError, match="permission denied"):
+        open_storage("postgresql://molvae@db.invalid/molvae")
+    assert attempts["n"] == 1
