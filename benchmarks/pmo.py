@@ -156,16 +156,20 @@ def build_table(data: dict, setting: str, budget: int) -> str:
         "the last value held to the budget if a run stops early, divided by the budget); oracles: GuacaMol's scoring "
         "functions (`molvae.oracles`, guacamol 0.5.5). Mean ± std (n-1 denominator) over the seeds listed.")
     out.append("")
-    provenance: dict[tuple, list[str]] = {}
+    provenance: dict[tuple, list[float]] = {}
     for r in runs:
-        provenance.setdefault((r["command"], r["commit"], r["hardware"]), []).append(f"{r['oracle']}/{r['seed']}")
-    for (cmd, commit, hw), which in sorted(provenance.items()):
-        out.append(f"- `{cmd}`: commit {commit}; {hw}; {len(which)} runs.")
+        provenance.setdefault((r["command"], r["commit"], r["hardware"]), []).append(r.get("load", float("nan")))
+    for (cmd, commit, hw), loads in sorted(provenance.items()):
+        load = f"; load average {min(loads):.1f}-{max(loads):.1f} at the runs' starts" if np.isfinite(loads).all() \
+            else ""
+        out.append(f"- `{cmd}`: commit {commit}; {hw}; {len(loads)} runs{load}.")
     if screen:
         out.append(f"- `{screen['command']}` (screening): {screen['n']:,} molecules drawn (seed {screen['seed']}) "
                    f"from the {screen['pool']:,} ZINC250k molecules bundled in `data/zinc`; commit {screen['commit']}; "
-                   f"{screen['hardware']}; {screen['wall_s']:,.0f} s for all {len(screen['rows'])} oracles.")
-    out += ["", "| oracle | AUC top-10 | seeds | final top-10 mean | random ZINC screening (here) | wall s / run | "
+                   f"{screen['hardware']}; {screen['wall_s']:,.0f} s for all {len(screen['rows'])} oracles"
+                   + (f" (load average {screen['load']:.1f} at the start)." if "load" in screen else "."))
+    screen_head = f"random ZINC screening, {screen['n']:,} molecules (here)" if screen else "random ZINC screening"
+    out += ["", f"| oracle | AUC top-10 | seeds | final top-10 mean | {screen_head} | wall s / run | "
                 "oracle s / run | optimizer s / call |",
             "|---|---|---|---|---|---|---|---|"]
     for name in PMO_ORACLES:
@@ -194,7 +198,9 @@ def build_table(data: dict, setting: str, budget: int) -> str:
                 ours += f" ± {np.std(per_seed, ddof=1):.2f}"
             if len(have) < len(names):
                 ours += f" ({len(have)} of {len(names)} oracles run)"
-        scr = f"{sum(screen_auc[n] for n in names):.2f}" if screen_auc and all(n in screen_auc for n in names) else "–"
+        scr = "–"
+        if screen_auc and all(n in screen_auc for n in names):
+            scr = f"{sum(screen_auc[n] for n in names):.2f}"
         return ours, scr
 
     o16, s16 = sums(PMO_COMPARABLE)
@@ -229,7 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--screening", type=int, default=0, metavar="N",
                     help="also score N random bundled ZINC molecules with every oracle (0: keep the saved result)")
     ap.add_argument("--screening-seed", type=int, default=0)
-    ap.add_argument("--screening-only", action="store_true", help="with --screening: no optimization runs")
+    ap.add_argument("--screening-only", action="store_true",
+                    help="no optimization runs: only the screening (with --screening), or only the table from runs.json")
     ap.add_argument("--quick", action="store_true", help="qed and celecoxib_rediscovery, seed 0, budget 300")
     ap.add_argument("--out-dir", default=str(HERE / "pmo"), help="per-run curves and runs.json")
     ap.add_argument("--results", default=str(_common.RESULTS), help="Markdown file of the table (section 'pmo')")
@@ -246,14 +253,12 @@ def main(argv: list[str] | None = None) -> None:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs_path = out_dir / "runs.json"
-    model_path = Path(args.model)
-    model = mv.MolVAE.load(model_path, device="cpu") if model_path.suffix == ".pt" and model_path.exists() \
-        else mv.load_pretrained(args.model, device="cpu")
-    model_label = model_path.name if model_path.suffix == ".pt" else args.model
+    model_label = Path(args.model).name if args.model.endswith(".pt") else args.model
     setting = setting_key(args.budget, args.strategy, args.batch_size, model_label)
     stamp = lambda: _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")  # noqa: E731
 
     if args.screening:
+        load = os.getloadavg()[0]
         t0 = time.perf_counter()
         from molvae.oracles import zinc_screening_pool
 
@@ -261,24 +266,28 @@ def main(argv: list[str] | None = None) -> None:
         rows = random_screening(PMO_ORACLES, n=args.screening, seed=args.screening_seed, pool=pool)
         data = load_runs(runs_path)
         data["screening"] = {"n": args.screening, "seed": args.screening_seed, "pool": len(pool), "rows": rows,
-                             "wall_s": round(time.perf_counter() - t0, 1), "command": command, "commit": commit,
-                             "hardware": hw, "date": stamp()}
+                             "wall_s": round(time.perf_counter() - t0, 1), "load": round(load, 2),
+                             "command": command, "commit": commit, "hardware": hw, "date": stamp()}
         save_runs(runs_path, data)
         for row in rows:
             print(f"screening {row['oracle']:26s} AUC {row['auc']:.3f}  top-10 {row['top10']:.3f}  {row['seconds']:.0f}s")
 
-    for name in [] if args.screening_only else args.oracles:
-        for seed in args.seeds:
-            rec = one_run(model, name, seed, args, out_dir)
-            rec.update(setting=setting, budget=args.budget, strategy=args.strategy, batch_size=args.batch_size,
-                       model=model_label, command=command, commit=commit, hardware=hw, date=stamp())
-            data = load_runs(runs_path)  # re-read: another invocation may have added runs
-            data["runs"][f"{setting} oracle={name} seed={seed}"] = rec
-            save_runs(runs_path, data)
-            per_call = (rec["wall_s"] - rec["oracle_s"]) / max(rec["n_calls"], 1)
-            print(f"{name:26s} seed {seed}: AUC top-10 {rec['auc_top10']:.3f}, top-10 {rec['top10']:.3f}, "
-                  f"{rec['n_calls']} calls, {rec['wall_s']:.0f} s ({rec['oracle_s']:.1f} s in the oracle, "
-                  f"{per_call:.3f} s/call in the optimizer)", flush=True)
+    todo = [] if args.screening_only else [(name, seed) for name in args.oracles for seed in args.seeds]
+    if todo:
+        model = mv.MolVAE.load(args.model, device="cpu") if args.model.endswith(".pt") \
+            else mv.load_pretrained(args.model, device="cpu")
+    for name, seed in todo:
+        load = os.getloadavg()[0]
+        rec = one_run(model, name, seed, args, out_dir)
+        rec.update(setting=setting, budget=args.budget, strategy=args.strategy, batch_size=args.batch_size,
+                   model=model_label, command=command, commit=commit, hardware=hw, date=stamp(), load=round(load, 2))
+        data = load_runs(runs_path)  # re-read: another invocation may have added runs
+        data["runs"][f"{setting} oracle={name} seed={seed}"] = rec
+        save_runs(runs_path, data)
+        per_call = (rec["wall_s"] - rec["oracle_s"]) / max(rec["n_calls"], 1)
+        print(f"{name:26s} seed {seed}: AUC top-10 {rec['auc_top10']:.3f}, top-10 {rec['top10']:.3f}, "
+              f"{rec['n_calls']} calls, {rec['wall_s']:.0f} s ({rec['oracle_s']:.1f} s in the oracle, "
+              f"{per_call:.3f} s/call in the optimizer)", flush=True)
 
     body = build_table(load_runs(runs_path), setting, args.budget)
     write_section("pmo", body)

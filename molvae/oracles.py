@@ -222,7 +222,9 @@ def _top_mean(sorted_desc: np.ndarray, top_n: int) -> float:
     return float(np.mean(sorted_desc[:top_n])) if len(sorted_desc) else 0.0
 
 
-def top_n_curve(scores: Sequence[float] | np.ndarray, budget: int, top_n: int = 10, freq: int = 100) -> tuple[np.ndarray, np.ndarray]:
+def top_n_curve(
+    scores: Sequence[float] | np.ndarray, budget: int, top_n: int = 10, freq: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
     """``(calls, values)``: the top-``top_n`` mean after ``freq``, ``2 freq``, ... calls and after the last call.
 
     ``scores`` are in call order; only the first ``budget`` count; NaN counts as 0.  With
