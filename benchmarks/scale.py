@@ -1,6 +1,6 @@
 """Scaling: streaming-sample time and peak memory as n grows; DDP training throughput 1 -> 2 processes.
 
-    python benchmarks/scale.py [--n 10000 100000 1000000] [--ddp-molecules 4000]
+    python benchmarks/scale.py [--n 10000 100000 1000000] [--ddp-molecules 4000] [--moses-steps 50]
 
 Each measurement runs in a fresh process (`molvae sample ... -o FILE`, `torchrun ... molvae train`)
 so its peak resident memory (from getrusage of the child) is its own.  Writes the "scale"
@@ -43,8 +43,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--ddp-molecules", type=int, default=4000)
     ap.add_argument("--skip-ddp", action="store_true")
+    ap.add_argument("--moses-steps", type=int, default=0,
+                    help="train this many steps on all of MOSES train (1.58M) from the memory-mapped token cache, "
+                         "twice: cold (builds the cache) and warm (reads it); 0: skip")
+    ap.add_argument("--moses-jobs", type=int, default=2, help="tokenizer processes for the cold MOSES run")
     args = ap.parse_args()
     rows = []
+    moses_rows = [_moses_memory(args.moses_steps, args.moses_jobs)] if args.moses_steps else []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.n:
             # a fresh interpreter per size, so ru_maxrss of the children is this run's peak
@@ -89,11 +94,62 @@ def main() -> None:
             f"hardware: {hardware()}; commit {git_commit()}.", "",
             "| what | size | time | peak RSS | output |", "|---|---|---|---|---|"]
     body += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+    if moses_rows:
+        body += ["", f"Training on all of MOSES train from the memory-mapped token cache ({args.moses_steps} steps, batch 128, "
+                 "the shipped model's size; one fresh process per run, its own peak RSS; the cold run also reads and "
+                 "tokenizes the SMILES and writes the cache):", "",
+                 "| run | molecules | cache | time to first step | total | peak RSS |", "|---|---|---|---|---|---|"]
+        for r in moses_rows[0]:
+            body.append(f"| {r['run']} | {r['n']:,} | {r['cache_mib']:,.0f} MiB | {r['setup_s']:,.0f} s | {r['total_s']:,.0f} s | {r['peak_mib']:,.0f} MiB |")
     if ddp:
         body += ["", "Training throughput with torchrun on this CPU (gloo, one thread per process, the shipped model's size, batch 128):", "",
                  "| processes | molecules/s |", "|---|---|"] + [f"| {p} | {r:,.0f} |" for p, r in ddp]
     write_section("scale", "\n".join(body))
     print("\n".join(body))
+
+
+MOSES_CHILD = """
+import json, os, resource, sys, time
+t0 = time.perf_counter()
+import molvae.data as D
+from molvae.config import ModelConfig, TrainConfig
+from molvae.train import train
+smiles = D.load_dataset("moses", "train")
+_orig = D.tokenize_file
+def timed(*a, **k):
+    k.setdefault("n_jobs", int(sys.argv[3]))
+    out = _orig(*a, **k)
+    timed.setup = time.perf_counter() - t0
+    timed.n = len(out)
+    return out
+D.tokenize_file = timed
+import molvae.train as T
+T.tokenize_file = timed
+train(smiles, sys.argv[1], ModelConfig(embedding_dim=64, encoder_hidden_dim=256, latent_dim=64, decoder_hidden_dim=512),
+      TrainConfig(epochs=1, batch_size=128, n_prior_samples=0, max_val=256, eval_every=10**9, num_threads=1,
+                  checkpoint_every=10**9, log_every=10),
+      progress=False, stop_after_steps=int(sys.argv[2]))
+print(json.dumps({"n": timed.n, "setup_s": timed.setup, "total_s": time.perf_counter() - t0,
+                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _moses_memory(steps: int, jobs: int) -> list[dict]:
+    """Cold then warm training run on all of MOSES train, each in a fresh process."""
+    import json
+
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, OMP_NUM_THREADS="1", MOLVAE_CACHE_DIR=f"{tmp}/cache")
+        for run in ("cold", "warm"):
+            res = subprocess.run([sys.executable, "-c", MOSES_CHILD, f"{tmp}/{run}", str(steps), str(jobs)],
+                                 env=env, check=True, capture_output=True, text=True)
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            r["run"] = run
+            r["cache_mib"] = sum(f.stat().st_size for f in Path(tmp, "cache").rglob("*") if f.is_file()) / 2**20
+            out.append(r)
+            print(r, flush=True)
+    return out
 
 
 if __name__ == "__main__":

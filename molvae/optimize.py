@@ -25,8 +25,8 @@ Strategies (``strategy=``)
     ``"trust_region"`` (default)
         TuRBO-style local search: a box of side ``L`` (in prior standard deviations;
         ``scale="data"`` scales each coordinate by the spread of the encoded molecules)
-        around the latent mean of the best molecule; candidates perturb a random subset of coordinates; all candidates are
-        decoded, and the unseen feasible molecules are ranked by Thompson-like draws from a
+        around the latent mean of the best molecule; candidates perturb a random subset of
+        coordinates; all candidates are decoded, and the unseen feasible molecules are ranked by Thompson-like draws from a
         surrogate (default ``surrogate="tanimoto"``: a Gaussian process with a Tanimoto
         kernel on Morgan fingerprints; ``"mlp"``: :class:`~molvae.predictors.MLPEnsemble` on
         the latent means; ``"gp"``: :class:`~molvae.predictors.GPPredictor`; ``None``:
@@ -34,7 +34,12 @@ Strategies (``strategy=``)
         ``failure_tolerance`` failed ones, and the region restarts around another of the
         best molecules when ``L`` falls below ``length_min``.
         ``global_fraction`` (0.1) of the candidates are prior draws ranked alongside (a
-        hedge when the region is poor); when the box decodes to fewer than ``batch_size``
+        hedge when the region is poor), and ``mutation_fraction`` (0.25) are SELFIES edits
+        (1-3 tokens replaced, inserted or deleted, from the model's alphabet; radicals
+        dropped) of the center and of the 10 best molecules: the decoder reconstructs
+        molecules only approximately, so latent steps alone rarely stay close to a good
+        molecule, while edits keep the search local (similarity constraints) and still
+        always give valid molecules.  When the box decodes to fewer than ``batch_size``
         unseen molecules it is widened instead of counted as a failure.
 
         Why it is the default (measured; QED, budget 300, prior start of 32 molecules,
@@ -1196,9 +1201,13 @@ class _Strategy:
         # latent surrogates: train and predict on posterior means
         run.ensure_means(cands)
         zok = np.isfinite(Z).all(1)
-        Zc = np.stack([c.z_mean if c.z_mean is not None else c.z_prop for c in cands])
         if zok.sum() < 5:
             return np.zeros(len(cands)), np.ones(len(cands))
+        # a mutation the encoder cannot read has no latent point: ranked last, with the
+        # widest uncertainty of the batch (it can still win a Thompson draw)
+        Zc = np.stack([c.z_mean if c.z_mean is not None else c.z_prop if c.z_prop is not None
+                       else np.full(run.D, np.nan, np.float32) for c in cands])
+        has_z = np.isfinite(Zc).all(1)
         from .predictors import GPPredictor, MLPEnsemble
 
         if surrogate == "mlp":
@@ -1209,7 +1218,13 @@ class _Strategy:
         else:
             raise ValueError(f"unknown surrogate {surrogate!r}; use 'tanimoto', 'mlp', 'gp' or None")
         model.fit(Z[zok], u[zok], cv=0, seed=int(self.rng.integers(2**31)))
-        return model.predict(Zc)
+        mean, std = np.zeros(len(cands)), np.zeros(len(cands))
+        if has_z.any():
+            mean[has_z], std[has_z] = model.predict(Zc[has_z])
+        if not has_z.all():
+            mean[~has_z] = mean[has_z].min() if has_z.any() else 0.0
+            std[~has_z] = std[has_z].max() if has_z.any() else 1.0
+        return mean, std
 
 
 class _SelfiesMutator:
