@@ -97,9 +97,27 @@ def load_runs(path: Path) -> dict:
     return {"runs": {}, "screening": None}
 
 
+class _locked:
+    """An exclusive lock (fcntl) on ``<path>.lock`` for a read-modify-write of ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.with_suffix(".lock")
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "w")
+        fcntl.flock(self.fh, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.fh.close()  # closing releases the lock
+
+
 def save_runs(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
 
@@ -281,9 +299,10 @@ def main(argv: list[str] | None = None) -> None:
         rec = one_run(model, name, seed, args, out_dir)
         rec.update(setting=setting, budget=args.budget, strategy=args.strategy, batch_size=args.batch_size,
                    model=model_label, command=command, commit=commit, hardware=hw, date=stamp(), load=round(load, 2))
-        data = load_runs(runs_path)  # re-read: another invocation may have added runs
-        data["runs"][f"{setting} oracle={name} seed={seed}"] = rec
-        save_runs(runs_path, data)
+        with _locked(runs_path):  # several invocations may share the file
+            data = load_runs(runs_path)  # re-read: another invocation may have added runs
+            data["runs"][f"{setting} oracle={name} seed={seed}"] = rec
+            save_runs(runs_path, data)
         per_call = (rec["wall_s"] - rec["oracle_s"]) / max(rec["n_calls"], 1)
         print(f"{name:26s} seed {seed}: AUC top-10 {rec['auc_top10']:.3f}, top-10 {rec['top10']:.3f}, "
               f"{rec['n_calls']} calls, {rec['wall_s']:.0f} s ({rec['oracle_s']:.1f} s in the oracle, "
