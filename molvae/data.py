@@ -310,15 +310,25 @@ def tokenize_file(
     token_lists = [t for t, _ in results]
     if tokenizer is None:
         tokenizer = SelfiesTokenizer.fit_tokens(token_lists, max_length)
-    batch = tokenizer.encode_tokens(token_lists, smiles, [r for _, r in results])
     dtype = np.uint8 if tokenizer.vocab_size <= 256 else np.int16
+    # encode in slices, so that only one slice exists as int64 ids at a time
+    ids, lengths, index, failures = [], [], [], []
+    step = 100_000
+    for i in range(0, len(smiles), step):
+        part = tokenizer.encode_tokens(token_lists[i : i + step], smiles[i : i + step], [r for _, r in results[i : i + step]])
+        ids.append(part.ids.astype(dtype))
+        lengths.append(part.lengths.astype(np.int16))
+        index.append(part.index.astype(np.int64) + i)
+        failures.append(part.failures.assign(index=part.failures["index"] + i))
+    del token_lists, results
+    failures_df = pd.concat(failures, ignore_index=True) if failures else pd.DataFrame(columns=["index", "smiles", "reason"])
     data = TokenData(
-        ids=batch.ids.astype(dtype),
-        lengths=batch.lengths.astype(np.int16),
-        index=batch.index.astype(np.int64),
+        ids=np.concatenate(ids) if ids else np.zeros((0, tokenizer.seq_len), dtype),
+        lengths=np.concatenate(lengths) if lengths else np.zeros(0, np.int16),
+        index=np.concatenate(index) if index else np.zeros(0, np.int64),
         tokenizer=tokenizer,
         n_input=len(smiles),
-        n_failed=len(batch.failures),
+        n_failed=len(failures_df),
         key=key,
     )
     if cache:
@@ -327,7 +337,7 @@ def tokenize_file(
         np.save(tmp / "ids.npy", data.ids)
         np.save(tmp / "lengths.npy", data.lengths)
         np.save(tmp / "index.npy", data.index)
-        batch.failures.to_csv(tmp / "failures.csv", index=False)
+        failures_df.to_csv(tmp / "failures.csv", index=False)
         meta = {"n_input": data.n_input, "n_failed": data.n_failed, "tokenizer": tokenizer.to_dict()}
         (tmp / "meta.json").write_text(json.dumps(meta))
         if folder.exists():  # a broken earlier cache

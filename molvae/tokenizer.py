@@ -17,6 +17,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import sys
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Iterable, Sequence
@@ -85,7 +86,9 @@ def _tokenize_chunk(args: tuple[list, bool]) -> list[tuple[list[str] | None, str
     out = []
     for s in chunk:
         try:
-            out.append((smiles_to_tokens(s, standardize_input), None))
+            # interned: a few dozen distinct token strings shared by millions of lists (and
+            # pickled once per chunk), instead of one string object per token
+            out.append(([sys.intern(t) for t in smiles_to_tokens(s, standardize_input)], None))
         except TokenizationError as err:
             out.append((None, err.reason))
     return out
