@@ -1364,8 +1364,11 @@ class _TrustRegion(_Strategy):
         run = self.run
         smiles = run.arrays()[0]
         ok = np.flatnonzero(np.isfinite(u))
-        top = [smiles[i] for i in ok[np.argsort(-u[ok])][:10]]
-        parents = [self.center if (self.rng.random() < 0.5 or not top) else top[int(self.rng.integers(len(top)))] for _ in range(n)]
+        top = [smiles[i] for i in ok[np.argsort(-u[ok])][:10]] or list(smiles[:10])  # none feasible: the first scored
+        if not top:
+            return []
+        parents = [self.center if (self.center and self.rng.random() < 0.5) else top[int(self.rng.integers(len(top)))]
+                   for _ in range(n)]
         out = self.mutator.mutate(parents, exclude=run.known)
         return run.check([_Cand(s, source="mutation") for s in out])
 
@@ -1386,10 +1389,16 @@ class _TrustRegion(_Strategy):
             self.center_u = float(u[run.d_index[self.center]])
         if self.center is None:
             self._choose_center(u, restart=False)
-        if self.center is None:  # nothing scored yet: sample the prior
-            Z = self.rng.standard_normal((self.n_candidates, run.D)).astype(np.float32)
+        if self.center is None:
+            # no encodable feasible molecule to center a box on (nothing scored yet, or only
+            # start molecules outside the model's vocabulary): prior draws, and edits of the
+            # molecules scored so far
+            n_mut = int(round(self.mutation_fraction * self.n_candidates)) if self.mutator and run.d_smiles else 0
+            Z = self.rng.standard_normal((self.n_candidates - n_mut, run.D)).astype(np.float32)
             cands = run.screen(Z, "prior")
-            return len(self._rank_and_evaluate(cands, None, u))
+            if n_mut:
+                cands += self._mutants(n_mut, u)
+            return len(self._rank_and_evaluate(cands, self.surrogate if n_mut else None, u))
         zc = run.arrays()[1][run.d_index[self.center]]
         D = run.D
         n_mut = int(round(self.mutation_fraction * self.n_candidates)) if self.mutator else 0

@@ -222,6 +222,17 @@ def test_mutations_find_close_analogues_under_a_tight_similarity_constraint(mode
     assert res.best_score > float(compute([ref], ["qed"])["qed"].iloc[0])
 
 
+def test_a_start_outside_the_vocabulary_is_still_searched_by_edits(model):
+    ref = "C[Si](C)(C)c1ccc(C(=O)NCC(=O)N2CCOCC2)cc1"  # silicon: not in the model's vocabulary
+    assert not np.isfinite(model.encode([ref])).all()
+    res = optimize(model, "qed", budget=40, seed=0, start=[ref], min_similarity=0.4, progress=False,
+                   n_candidates=256, max_stall_rounds=5)
+    assert res.n_oracle_calls == 40  # no stall: edits of the start need no latent point
+    s = _scored(res)
+    found = s[(s["smiles"] != ref) & s["feasible"]]
+    assert len(found) == 39 and (similarity(found["smiles"].tolist(), ref) >= 0.4).all()
+
+
 def test_failing_objective_fails_only_its_molecules(model):
     calls = {"n": 0}
 
