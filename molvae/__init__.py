@@ -7,7 +7,7 @@
 
 __version__ = "0.1.0"
 
-from . import chem, diagnostics, metrics, predictors, properties  # noqa: E402
+from . import chem, diagnostics, metrics, oracles, predictors, properties  # noqa: E402
 from .config import ModelConfig, TrainConfig  # noqa: E402
 from .data import load_dataset, read_smiles  # noqa: E402
 from .model import MolVAE, load_pretrained  # noqa: E402
@@ -21,6 +21,7 @@ __all__ = [
     "properties",
     "metrics",
     "predictors",
+    "oracles",
     "diagnostics",
     "optimize",
     "OptimizationResult",

@@ -58,7 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         "within a budget of distinct scored molecules.",
     )
     s.add_argument("--objective", default="qed",
-                   help="property name (qed, logp, sa, penalized_logp, ...) or weighted sum name:weight,name:weight")
+                   help="property name (qed, logp, sa, penalized_logp, ...), a PMO/GuacaMol task (median1, "
+                        "celecoxib_rediscovery, ...) or weighted sum of properties name:weight,name:weight")
     s.add_argument("--direction", default="maximize", choices=["maximize", "minimize"])
     s.add_argument("--budget", type=int, default=500, help="distinct molecules to score (default 500)")
     s.add_argument("--seed", type=int, default=0)

@@ -223,9 +223,16 @@ def _parse_one_objective(spec: Any, direction: str, index: int) -> _Objective:
     from .properties import PROPERTIES
 
     if isinstance(spec, str):
-        if spec not in PROPERTIES:
-            raise ValueError(f"unknown objective {spec!r}; use a property ({', '.join(PROPERTIES)}), a dict of weights or a callable")
-        return _Objective(spec, _property_fn(spec), direction)
+        from .oracles import PMO_ORACLES, get_oracle
+
+        if spec in PROPERTIES:
+            return _Objective(spec, _property_fn(spec), direction)
+        if spec in PMO_ORACLES:  # GuacaMol / PMO tasks by name (needs the guacamol package)
+            return _Objective(spec, get_oracle(spec), direction)
+        raise ValueError(
+            f"unknown objective {spec!r}; use a property ({', '.join(PROPERTIES)}), a PMO task "
+            f"({', '.join(PMO_ORACLES)}), a dict of weights or a callable"
+        )
     if isinstance(spec, Mapping):
         if not spec:
             raise ValueError("an objective given as weights needs at least one property")

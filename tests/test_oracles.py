@@ -239,3 +239,13 @@ def test_pmo_script_quick_mode(tmp_path):
     assert "<!-- pmo -->" in text and "| qed | " in text and "| celecoxib_rediscovery | " in text
     assert "(2 of 16 oracles run)" in text and "| REINVENT | 9.73 |" in text
     assert "--quick" in text and "not comparable" in text
+
+
+def test_a_pmo_task_is_an_objective_by_name():
+    from molvae.optimize import _parse_objectives
+
+    (obj,) = _parse_objectives("celecoxib_rediscovery", "maximize")
+    values, err = obj(["Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1", "not a smiles"])
+    assert err is None and values[0] == pytest.approx(1.0) and np.isnan(values[1])
+    with pytest.raises(ValueError, match="PMO task"):
+        _parse_objectives("no_such_task", "maximize")
