@@ -26,9 +26,9 @@ Strategies (``strategy=``)
         TuRBO-style local search: a box of side ``L`` (in prior standard deviations;
         ``scale="data"`` scales each coordinate by the spread of the encoded molecules)
         around the latent mean of the best molecule; candidates perturb a random subset of
-        coordinates; all candidates are decoded, and the unseen feasible molecules are ranked by Thompson-like draws from a
-        surrogate (default ``surrogate="tanimoto"``: a Gaussian process with a Tanimoto
-        kernel on Morgan fingerprints; ``"mlp"``: :class:`~molvae.predictors.MLPEnsemble` on
+        coordinates; all candidates are decoded, and the unseen feasible molecules are
+        ranked by Thompson-like draws from a surrogate (default ``surrogate="tanimoto"``:
+        a Gaussian process with a Tanimoto kernel on Morgan fingerprints; ``"mlp"``: :class:`~molvae.predictors.MLPEnsemble` on
         the latent means; ``"gp"``: :class:`~molvae.predictors.GPPredictor`; ``None``:
         random).  ``L`` doubles after ``success_tolerance`` successful rounds, halves after
         ``failure_tolerance`` failed ones, and the region restarts around another of the
