@@ -416,6 +416,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for budget in args.budget_per_molecule:
         df, wall = run_budget(starts, args, budget, kwargs)
         path = args.out_dir / f"results-{args.objective}-{args.strategy}-b{budget}-s{args.seed}-n{len(starts)}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)  # (again: a long run outlives a tidy-up of the folder)
         df.to_csv(path, index=False)
         print(f"budget {budget}: {wall:.0f} s; wrote {path}")
         frames[budget] = (df, wall)
