@@ -123,8 +123,7 @@ def timed(*a, **k):
     timed.n = len(out)
     return out
 D.tokenize_file = timed
-import molvae.train as T
-T.tokenize_file = timed
+sys.modules["molvae.train"].tokenize_file = timed  # (molvae.train, the attribute, is the function)
 train(smiles, sys.argv[1], ModelConfig(embedding_dim=64, encoder_hidden_dim=256, latent_dim=64, decoder_hidden_dim=512),
       TrainConfig(epochs=1, batch_size=128, n_prior_samples=0, max_val=256, eval_every=10**9, num_threads=1,
                   checkpoint_every=10**9, log_every=10),
@@ -143,7 +142,9 @@ def _moses_memory(steps: int, jobs: int) -> list[dict]:
         env = dict(os.environ, OMP_NUM_THREADS="1", MOLVAE_CACHE_DIR=f"{tmp}/cache")
         for run in ("cold", "warm"):
             res = subprocess.run([sys.executable, "-c", MOSES_CHILD, f"{tmp}/{run}", str(steps), str(jobs)],
-                                 env=env, check=True, capture_output=True, text=True)
+                                 env=env, capture_output=True, text=True)
+            if res.returncode:
+                sys.exit(f"the {run} MOSES training run failed:\n{res.stderr[-3000:]}")
             r = json.loads(res.stdout.strip().splitlines()[-1])
             r["run"] = run
             r["cache_mib"] = sum(f.stat().st_size for f in Path(tmp, "cache").rglob("*") if f.is_file()) / 2**20
