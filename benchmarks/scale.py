@@ -90,7 +90,8 @@ def main() -> None:
                 ddp.append((procs, rate))
                 print(procs, rate)
     body = ["## Scaling (`benchmarks/scale.py`)", "",
-            f"Command: `python benchmarks/scale.py --n {' '.join(map(str, args.n))} --ddp-molecules {args.ddp_molecules}`; "
+            f"Command: `python benchmarks/scale.py --n {' '.join(map(str, args.n))} --ddp-molecules {args.ddp_molecules}"
+            + (f" --moses-steps {args.moses_steps} --moses-jobs {args.moses_jobs}" if args.moses_steps else "") + "`; "
             f"hardware: {hardware()}; commit {git_commit()}.", "",
             "| what | size | time | peak RSS | output |", "|---|---|---|---|---|"]
     body += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
