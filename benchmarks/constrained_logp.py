@@ -102,16 +102,6 @@ def is_modified(candidate: object, start: object) -> bool:
     return a is not None and b is not None and a != b
 
 
-def _without_stereo(smiles: str) -> str | None:
-    mol = to_mol(smiles)
-    if mol is None:
-        return None
-    from rdkit import Chem
-
-    Chem.RemoveStereochemistry(mol)
-    return Chem.MolToSmiles(mol)
-
-
 def _neutralized(smiles: str) -> str | None:
     mol = to_mol(smiles)
     if mol is None:
@@ -144,9 +134,9 @@ def search_start(smiles: str, tokenizer) -> tuple[str | None, str]:
         return std, "as is"
     neutral = _neutralized(std)
     tries = [
-        ("stereo removed", _without_stereo(std)),
+        ("stereo removed", constitution(std)),
         ("neutralized", neutral),
-        ("neutralized, stereo removed", _without_stereo(neutral) if neutral else None),
+        ("neutralized, stereo removed", constitution(neutral) if neutral else None),
     ]
     for how, cand in tries:
         if cand is not None and cand != std and encodable(cand, tokenizer):
@@ -179,7 +169,8 @@ def best_modified(
     h, values, sims = h[keep], values[keep], sims[keep]
     banned = {constitution(start), *(constitution(s) for s in exclude)}
     banned.discard(None)
-    mod = np.array([constitution(s) not in banned and constitution(s) is not None for s in h["smiles"]], dtype=bool)
+    cons = [constitution(s) for s in h["smiles"]]
+    mod = np.array([c is not None and c not in banned for c in cons], dtype=bool)
     if not mod.any():
         return fail
     h, values, sims = h[mod], values[mod], sims[mod]

@@ -590,20 +590,21 @@ class _Ledger:
             "molvae:directions": [o.direction for o in objectives],
             "molvae:latent_dim": int(latent_dim),
         }
-        if "molvae:objectives" in attrs:
-            for k, v in want.items():
-                if attrs.get(k) != v:
-                    raise ValueError(
-                        f"study {self.study.study_name!r} was run with {k.split(':')[1]}={attrs.get(k)!r}, "
-                        f"this run has {v!r}; use another study_name"
-                    )
-            if attrs.get("molvae:strategy") != strategy:
-                logger.warning("study %r was started with strategy %r, continuing with %r",
-                               self.study.study_name, attrs.get("molvae:strategy"), strategy)
-        else:
-            for k, v in want.items():
+        # Key by key: workers that start together may see another's attributes half written,
+        # so a missing key is written (the same value by every compatible worker), never an error.
+        for k, v in want.items():
+            if k not in attrs:
                 self.study.set_user_attr(k, v)
+            elif attrs[k] != v:
+                raise ValueError(
+                    f"study {self.study.study_name!r} was run with {k.split(':')[1]}={attrs[k]!r}, "
+                    f"this run has {v!r}; use another study_name"
+                )
+        if "molvae:strategy" not in attrs:
             self.study.set_user_attr("molvae:strategy", strategy)
+        elif attrs["molvae:strategy"] != strategy:
+            logger.warning("study %r was started with strategy %r, continuing with %r",
+                           self.study.study_name, attrs["molvae:strategy"], strategy)
 
     # ------------------------------------------------------------------ reading
     def sync(self) -> None:
@@ -1258,7 +1259,6 @@ class _SelfiesMutator:
 
         self.sf = sf
         self.rng = rng
-        self.tokenizer = tokenizer
         from .tokenizer import SPECIAL_TOKENS
 
         self.alphabet = [t for t in tokenizer.itos if t not in SPECIAL_TOKENS and t.startswith("[")]

@@ -379,10 +379,17 @@ def test_corrupted_cache_is_rebuilt_with_a_warning(cache_dir, cache_smiles, monk
 
 
 @pytest.mark.parametrize("target", ["ids.npy", "lengths.npy"])
-def test_empty_cache_file_is_rebuilt(cache_dir, cache_smiles, target):
+def test_empty_cache_file_is_rebuilt(cache_dir, cache_smiles, target, monkeypatch):
     good = tokenize_file(cache_smiles, progress=False, mmap=False)
-    (cache_dir / "tokens" / good.key / target).write_bytes(b"")
-    _same(good, tokenize_file(cache_smiles, progress=False, mmap=False))
+    path = cache_dir / "tokens" / good.key / target
+    path.write_bytes(b"")
+    calls = _count_tokenizing(monkeypatch)
+    rebuilt = tokenize_file(cache_smiles, progress=False, mmap=False)
+    assert calls == [1]  # the empty file was not read as data: the molecules were tokenized again
+    assert path.stat().st_size > 0  # and the cache file is whole again
+    np.testing.assert_array_equal(np.asarray(rebuilt.ids), np.asarray(good.ids))
+    np.testing.assert_array_equal(rebuilt.lengths, good.lengths)
+    assert (rebuilt.n_input, rebuilt.n_failed, rebuilt.key) == (good.n_input, good.n_failed, good.key)
 
 
 def test_tokenize_file_honours_the_tokenizer_standardize_setting(cache_dir):

@@ -107,7 +107,8 @@ def _logged_calls(path: Path) -> dict[int, list[str]]:
     return calls
 
 
-def _kill_one_worker(model_path, tmp_path: Path, storage: str, budget: int, stale_after: float, grace: int) -> None:
+def _kill_one_worker(model_path, tmp_path: Path, storage: str, budget: int, stale_after: float, grace: int) -> dict:
+    """Run the scenario, check the study in detail, and return what the test states."""
     study = f"kill-{uuid.uuid4().hex[:8]}"
     script = tmp_path / "worker.py"
     script.write_text(_WORKER)
@@ -187,23 +188,41 @@ def _kill_one_worker(model_path, tmp_path: Path, storage: str, budget: int, stal
     assert sorted(oracle_calls) == sorted(scored_smiles)
     assert len(set(oracle_calls)) == len(oracle_calls)  # no answered call repeated
     print(f"survivors finished {survivors_s:.1f} s after the kill; {len(under_way)} reservations freed")
+    return {
+        "scored": len(scored),
+        "distinct": len(set(scored_smiles)),
+        "unfinished": sum(not t.state.is_finished() for t in trials),
+        "freed": len(freed),
+        "filled_by_survivors": sum(len(by_worker.get(w, [])) for w in survivors),
+        "killed_recorded": len(recorded_w0),
+    }
+
+
+def _assert_killed_worker_cost_nothing(res: dict, budget: int) -> None:
+    assert res["scored"] == res["distinct"] == budget  # nothing lost, nothing over, nothing twice
+    assert res["unfinished"] == 0  # no reservation left RUNNING
+    assert res["freed"] >= 1  # the dead worker held reservations ...
+    assert res["filled_by_survivors"] + res["killed_recorded"] == budget  # ... and the survivors filled them
 
 
 def test_kill_9_one_of_three_workers_sharing_a_sqlite_study(model_path, tmp_path):
     # SQLite URLs get heartbeats with a 120 s grace period; stale_after frees the dead worker's
     # reservations sooner (4 s after its last sign of life)
-    _kill_one_worker(model_path, tmp_path, f"sqlite:///{tmp_path / 'study.db'}", budget=56, stale_after=4, grace=0)
+    res = _kill_one_worker(model_path, tmp_path, f"sqlite:///{tmp_path / 'study.db'}", budget=56, stale_after=4, grace=0)
+    _assert_killed_worker_cost_nothing(res, 56)
 
 
 @pytest.mark.slow
 def test_kill_9_one_of_three_workers_sharing_a_journal_study(model_path, tmp_path):
-    _kill_one_worker(model_path, tmp_path, f"journal:///{tmp_path / 'study.log'}", budget=56, stale_after=4, grace=0)
+    res = _kill_one_worker(model_path, tmp_path, f"journal:///{tmp_path / 'study.log'}", budget=56, stale_after=4, grace=0)
+    _assert_killed_worker_cost_nothing(res, 56)
 
 
 @pytest.mark.postgres
 def test_kill_9_one_of_three_workers_sharing_a_postgres_study(postgres_url, model_path, tmp_path):
     # heartbeats every second, a dead worker's trials failed after 5 s without one; no stale_after
-    _kill_one_worker(model_path, tmp_path, postgres_url, budget=56, stale_after=0, grace=5)
+    res = _kill_one_worker(model_path, tmp_path, postgres_url, budget=56, stale_after=0, grace=5)
+    _assert_killed_worker_cost_nothing(res, 56)
 
 
 def test_stale_after_frees_the_reservations_of_a_silent_worker_only(tmp_path):
