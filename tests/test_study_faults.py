@@ -335,3 +335,21 @@ def test_open_storage_retries_when_another_worker_created_the_schema_first(monke
     with pytest.raises(sqlalchemy.exc.ProgrammingError, match="permission denied"):
         open_storage("postgresql://molvae@db.invalid/molvae")
     assert attempts["n"] == 1
+
+
+def test_a_study_with_half_written_attributes_is_joined_not_refused(tmp_path):
+    """Workers starting together can see the first one's study attributes half written."""
+    import optuna
+
+    from molvae.optimize import _Ledger, _parse_objectives
+
+    storage = f"sqlite:///{tmp_path / 'half.db'}"
+    objectives = _parse_objectives("qed", "maximize")
+    study = optuna.create_study(storage=storage, study_name="half", direction="maximize")
+    study.set_user_attr("molvae:objectives", ["qed"])  # the first worker got this far
+    _Ledger(storage, "half", objectives, 4, 3.0, None, "trust_region").heartbeat.close()
+    attrs = optuna.load_study(study_name="half", storage=storage).user_attrs
+    assert attrs["molvae:directions"] == ["maximize"] and attrs["molvae:latent_dim"] == 4
+    # a really different run is still refused
+    with pytest.raises(ValueError, match="latent_dim"):
+        _Ledger(storage, "half", objectives, 8, 3.0, None, "trust_region")
