@@ -3,7 +3,8 @@
 Three processes run :func:`molvae.optimize.optimize` on one study.  Worker 0's objective
 hangs in the middle of its second oracle call (after writing the molecules it was asked
 to score to its log), and the test kills it there: it dies holding RUNNING trials it will
-never record.  What is promised (the module docstring of ``molvae/optimize.py``): the
+never record.  The two survivors join the study once worker 0 hangs (so that a slow start
+of worker 0 cannot let them spend the whole budget first).  What is promised (the module docstring of ``molvae/optimize.py``): the
 survivors free those reservations (``stale_after`` seconds for SQLite / journal files,
 heartbeats for PostgreSQL), fill them, and stop exactly at the budget; no molecule is
 recorded twice, no trial stays RUNNING, and the only oracle calls the study does not hold
@@ -33,8 +34,12 @@ BATCH = 8
 HANG_AT_CALL = 2  # worker 0 hangs in its 2nd oracle call: the start molecules are recorded, a batch is under way
 
 # One optimization worker.  argv: model storage study worker_id seed budget stale_after
-# grace_period log_file hang_at_call signal_file result_file.  grace_period > 0: the storage
-# is opened with heartbeats every second (RDB) and that grace period; 0: molvae's defaults.
+# grace_period log_file hang_at_call signal_file result_file wait_for.  grace_period > 0: the
+# storage is opened with heartbeats every second (RDB) and that grace period; 0: molvae's
+# defaults.  wait_for: a file to wait for before joining the study ("-": none).  The survivors
+# load their model at once but join the study only once worker 0 hangs in its call: on a loaded
+# CI machine worker 0's start-up could otherwise outlast theirs, and they spent the whole budget
+# before it made its second call.
 _WORKER = r"""
 import json, sys, time
 import torch
@@ -44,13 +49,18 @@ from molvae.optimize import open_storage, optimize
 from molvae.properties import compute
 
 (model_path, storage, study, worker, seed, budget, stale_after, grace, log_file, hang_at, signal_file,
- result_file) = sys.argv[1:]
+ result_file, wait_for) = sys.argv[1:]
 seed, budget, grace, hang_at = int(seed), int(budget), int(grace), int(hang_at)
 stale_after = float(stale_after) if float(stale_after) > 0 else None
 if grace > 0:
     storage = open_storage(storage, heartbeat_interval=1, grace_period=grace)
 model = MolVAE.load(model_path, device="cpu")
 calls = 0
+if wait_for != "-":
+    import os
+    deadline = time.monotonic() + 300
+    while not os.path.exists(wait_for) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 def oracle(smiles):
     global calls
@@ -118,7 +128,7 @@ def _kill_one_worker(model_path, tmp_path: Path, storage: str, budget: int, stal
     for i in range(N_WORKERS):
         argv = [sys.executable, str(script), str(model_path), storage, study, f"w{i}", str(20 + i), str(budget),
                 str(stale_after), str(grace), str(tmp_path / f"w{i}.log"), str(HANG_AT_CALL if i == 0 else 0),
-                str(signal_file), str(tmp_path / f"w{i}.json")]
+                str(signal_file), str(tmp_path / f"w{i}.json"), "-" if i == 0 else str(signal_file)]
         err = open(tmp_path / f"w{i}.err", "w")
         procs.append(subprocess.Popen(argv, env=env, stdout=err, stderr=subprocess.STDOUT))
         err.close()
