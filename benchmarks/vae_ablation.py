@@ -7,8 +7,10 @@ seed on the same random subset of MOSES train for the same number of steps, chan
 setting of the shipped recipe at a time; the numbers are the last validation row of its
 ``metrics.csv`` (held-out reconstruction NLL and KL in nats per molecule, active units,
 greedy exact reconstruction, validity / uniqueness / novelty of 1,000 prior samples).  Short
-runs on a CPU rank the settings early in training only; say so when quoting them.  Writes the
-"ablation" section of benchmarks/RESULTS.md.
+runs on a CPU rank the settings early in training only; say so when quoting them.  Each run is
+kept in benchmarks/vae_ablation.csv (one row per config, steps and molecules; a rerun replaces
+its row), so the configs can be run in several invocations; the "ablation" section of
+benchmarks/RESULTS.md is written from all rows with this invocation's steps and molecules.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import molvae as mv  # noqa: E402
 from molvae.config import load_config  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+RUNS = HERE / "vae_ablation.csv"
 #: one change of the shipped recipe each
 CONFIGS = {
     "shipped": {},
@@ -71,13 +74,21 @@ def main() -> None:
                          "val_recon": v["val_recon"], "val_kl": v["val_kl"], "elbo": v["val_recon"] + v["val_kl"],
                          "active_units": v["active_units"], "recon_exact": v["recon_exact"],
                          "prior_valid": v["prior_valid"], "prior_unique": v["prior_unique"],
-                         "prior_novel": v["prior_novel"], "wall_s": wall})
+                         "prior_novel": v["prior_novel"], "wall_s": wall, "steps": args.steps,
+                         "molecules": args.molecules, "commit": git_commit()})
             print(rows[-1], flush=True)
+            _save(rows[-1])
+    runs = pd.read_csv(RUNS)
+    runs = runs[(runs["steps"] == args.steps) & (runs["molecules"] == args.molecules)]
+    order = {name: i for i, name in enumerate(CONFIGS)}
+    rows = sorted(runs.to_dict("records"), key=lambda r: order.get(r["config"], len(order)))
+    commits = ", ".join(dict.fromkeys(str(r["commit"]) for r in rows))
     cmd = f"python benchmarks/vae_ablation.py --molecules {args.molecules} --steps {args.steps}"
     body = ["## VAE settings compared (`benchmarks/vae_ablation.py`)", "",
             f"Command: `{cmd}`; the shipped architecture and recipe (benchmarks/train_moses.toml) with one change per row, "
             f"{args.steps} steps of batch {base.batch_size} on {args.molecules:,} MOSES train molecules (KL warm-up over the "
-            f"first {args.steps // 2} steps), seed {base.seed}; hardware: {hardware()}; commit {git_commit()}.", "",
+            f"first {args.steps // 2} steps), seed {base.seed}; hardware: {hardware()}; commit(s) {commits}. "
+            f"Every run: {RUNS.relative_to(HERE.parent)}.", "",
             "| run | change | val recon (nats) | val KL (nats) | -ELBO | active units | greedy exact recon | prior valid | prior unique | prior novel | wall s |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -86,6 +97,16 @@ def main() -> None:
                     f"{r['prior_novel']:.3f} | {r['wall_s']:.0f} |")
     write_section("ablation", "\n".join(body))
     print("\n".join(body))
+
+
+def _save(row: dict) -> None:
+    """Add ``row`` to the runs file, replacing an earlier run of the same config, steps and molecules."""
+    new = pd.DataFrame([row])
+    if RUNS.exists():
+        old = pd.read_csv(RUNS)
+        same = (old["config"] == row["config"]) & (old["steps"] == row["steps"]) & (old["molecules"] == row["molecules"])
+        new = pd.concat([old[~same], new], ignore_index=True)
+    new.to_csv(RUNS, index=False)
 
 
 if __name__ == "__main__":
