@@ -337,8 +337,10 @@ def test_resume_after_kill(model, tmp_path, kind):
     assert third.seen == [] and res3.n_oracle_calls == 36 and len(_scored(res3)) == 36
 
 
-def _worker(model_path: str, storage: str, study: str, seed: int, budget: int, queue) -> None:
-    """One optimization process sharing ``storage`` (spawned: top level)."""
+def _worker(model_path: str, storage: str, study: str, seed: int, budget: int, queue, barrier) -> None:
+    """One optimization process sharing ``storage`` (spawned: top level).  The workers start
+    optimizing together (``barrier``): on a loaded machine one could otherwise spend the whole
+    budget while the other is still importing torch."""
     import time
     import traceback
 
@@ -348,10 +350,11 @@ def _worker(model_path: str, storage: str, study: str, seed: int, budget: int, q
         torch.set_num_threads(1)
         model = MolVAE.load(model_path, device="cpu")
         seen: list[str] = []
+        barrier.wait(timeout=300)
 
         def oracle(smiles):
             seen.extend(smiles)
-            time.sleep(0.05)  # a slow oracle: the workers interleave
+            time.sleep(0.2)  # a slow oracle: the workers interleave
             return compute(smiles, ["qed"])["qed"].to_numpy()
 
         res = optimize(model, oracle, budget=budget, seed=seed, storage=storage, study_name=study, batch_size=8,
@@ -364,7 +367,9 @@ def _worker(model_path: str, storage: str, study: str, seed: int, budget: int, q
 def _run_workers(model_path, storage: str, study: str, budget: int, n: int = 2) -> list:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(str(model_path), storage, study, 10 + i, budget, queue)) for i in range(n)]
+    barrier = ctx.Barrier(n)
+    procs = [ctx.Process(target=_worker, args=(str(model_path), storage, study, 10 + i, budget, queue, barrier))
+             for i in range(n)]
     for p in procs:
         p.start()
     out = [queue.get(timeout=600) for _ in procs]
