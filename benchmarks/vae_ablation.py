@@ -101,7 +101,7 @@ def main() -> None:
 
 def _save(row: dict) -> None:
     """Add ``row`` to the runs file, replacing an earlier run of the same config, steps and molecules."""
-    new = pd.DataFrame([row])
+    new = pd.DataFrame([{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}])
     if RUNS.exists():
         old = pd.read_csv(RUNS)
         same = (old["config"] == row["config"]) & (old["steps"] == row["steps"]) & (old["molecules"] == row["molecules"])
