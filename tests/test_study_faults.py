@@ -5,10 +5,10 @@ hangs in the middle of its second oracle call (after writing the molecules it wa
 to score to its log), and the test kills it there: it dies holding RUNNING trials it will
 never record.  The two survivors join the study once worker 0 hangs (so that a slow start
 of worker 0 cannot let them spend the whole budget first).  What is promised (the module
-docstring of ``molvae/optimize.py``): the survivors free those reservations (``stale_after`` seconds for SQLite / journal files,
-heartbeats for PostgreSQL), fill them, and stop exactly at the budget; no molecule is
-recorded twice, no trial stays RUNNING, and the only oracle calls the study does not hold
-are the ones that were under way in the killed worker.
+docstring of ``molvae/optimize.py``): the survivors free those reservations (``stale_after``
+seconds for SQLite / journal files, heartbeats for PostgreSQL), fill them, and stop exactly
+at the budget; no molecule is recorded twice, no trial stays RUNNING, and the only oracle
+calls the study does not hold are the ones that were under way in the killed worker.
 """
 
 from __future__ import annotations
