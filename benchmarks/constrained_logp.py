@@ -334,7 +334,7 @@ def results_table(frames: dict[int, tuple[pd.DataFrame, float]], args, command: 
         + ", ".join(f"{wall:,.0f} s (budget {b})" for b, (_, wall) in frames.items())
         + f", {args.workers} worker(s).",
         "",
-        f"Starts: the first {n} of the 800 in `data/zinc/opt.test.logP-SA`. Property of the start, ours vs "
+        f"Starts: {'all' if n == 800 else f'the first {n} of the'} 800 in `data/zinc/opt.test.logP-SA`. Property of the start, ours vs "
         f"the file: max |difference| {file_diff.max():.2g} ({int((file_diff < 1e-6).sum())}/{n} within 1e-6). "
         f"Encodable by the shipped model (MOSES vocabulary: no charges, no stereo tokens): "
         f"{int((first['search_start_how'] == 'as is').sum())}/{n} as they are; the latent search started from "

@@ -41,7 +41,7 @@ HANG_AT_CALL = 2  # worker 0 hangs in its 2nd oracle call: the start molecules a
 # CI machine worker 0's start-up could otherwise outlast theirs, and they spent the whole budget
 # before it made its second call.
 _WORKER = r"""
-import json, sys, time
+import json, os, sys, time
 import torch
 torch.set_num_threads(1)
 from molvae.model import MolVAE
@@ -57,7 +57,6 @@ if grace > 0:
 model = MolVAE.load(model_path, device="cpu")
 calls = 0
 if wait_for != "-":
-    import os
     deadline = time.monotonic() + 300
     while not os.path.exists(wait_for) and time.monotonic() < deadline:
         time.sleep(0.02)
