@@ -105,6 +105,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {
         "epochs": args.epochs, "max_molecules": args.max_molecules, "device": args.device,
         "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "max_hours": args.max_hours,
+        "init_from": args.init_from,
     }.items() if v is not None}
     train_cfg = dataclasses.replace(train_cfg, **overrides)
     smiles = resolve_smiles_source(args.data, column=args.column)
@@ -322,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=float)
     s.add_argument("--seed", type=int)
     s.add_argument("--max-hours", type=float, help="stop cleanly after this wall time (resume later)")
+    s.add_argument("--init-from", metavar="MODEL",
+                   help="fine-tune: start from this checkpoint ('pretrained' for the shipped model); its sizes "
+                        "and vocabulary are kept, molecules with other tokens are counted and left out")
     s.add_argument("--device", help="auto | cpu | cuda")
     s.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     s.set_defaults(func=cmd_train)

@@ -55,9 +55,11 @@ class TrainConfig:
     n_prior_samples: int = 1000
     max_molecules: int = 0  # 0: all
     max_hours: float = 0.0  # 0: no limit; otherwise stop cleanly after this wall time
+    max_steps: int = 0  # 0: no limit; otherwise stop after this many optimizer steps (the schedules still span all epochs)
     seed: int = 0
     device: str = "auto"
     num_threads: int = 0  # 0: torch default
+    init_from: str = ""  # start from this model's weights, sizes and vocabulary ("pretrained": the shipped one)
 
 
 def from_dict(cls: type, data: dict[str, Any]):

@@ -69,7 +69,7 @@ def _lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
         return 1.0
     if cfg.lr_schedule == "cosine":
         frac = min(step / total, 1.0)
-        floor = cfg.lr_min / cfg.lr
+        floor = cfg.lr_min / cfg.lr if cfg.lr > 0 else 0.0
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac))
     raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; use cosine or constant")
 
@@ -225,6 +225,15 @@ def train(
         train_config = from_dict(TrainConfig, ckpt["train_config"])
     model_config = model_config or ModelConfig()
     cfg = train_config or TrainConfig()
+    init_model = None
+    if cfg.init_from and ckpt is None:
+        init_model = _load_init_model(cfg.init_from)
+        sizes = {k: v for k, v in dataclasses.asdict(model_config).items() if k not in ("vocab_size", "max_length")}
+        kept = {k: v for k, v in dataclasses.asdict(init_model.config).items() if k in sizes}
+        if sizes != kept:
+            logger.warning("init_from=%s: its model sizes are kept (%s); the [model] settings given are not used",
+                           cfg.init_from, ", ".join(f"{k}={v}" for k, v in kept.items() if sizes[k] != v))
+        model_config = init_model.config
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
@@ -244,6 +253,8 @@ def train(
     from .tokenizer import SelfiesTokenizer
 
     tokenizer = SelfiesTokenizer.from_dict(ckpt["tokenizer"]) if ckpt else None
+    if init_model is not None:
+        tokenizer = init_model.tokenizer
     if rank != 0:
         dist.barrier()  # rank 0 builds the token cache; the others then read it
     data = tokenize_file(smiles, tokenizer=tokenizer, max_length=model_config.max_length or None,
@@ -257,6 +268,11 @@ def train(
         raise ValueError("need at least 2 tokenizable molecules to train")
     model = MolVAE(data.tokenizer, model_config).to(device)
     model_config = model.config
+    if init_model is not None:
+        model.load_state_dict(init_model.state_dict())
+        logger.info("initialized from %s (%d of %d molecules fit its vocabulary and length)",
+                    cfg.init_from, len(data), data.n_input)
+        del init_model
 
     # validation split: fixed by the seed, saved with the run
     perm = np.random.default_rng(cfg.seed).permutation(len(data))
@@ -296,6 +312,8 @@ def train(
 
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     meta = {"world_size": world, "seed": cfg.seed, "data_hash": data_hash, "n_train": int(len(train_idx)), "n_val": int(len(val_idx))}
+    if cfg.init_from:
+        meta["init_from"] = cfg.init_from
     log = _MetricsLog(out / "metrics.csv", model_config.latent_dim)
     use_amp = device.type == "cuda"
     t_start = time.time()
@@ -351,6 +369,7 @@ def train(
 
     model.train()
     stop = False
+    step_limit = stop_after_steps if stop_after_steps is not None else cfg.max_steps
     bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not progress)
     window = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "correct": 0, "tokens": 0, "n": 0}
     if ckpt is not None and ckpt.get("log_window"):  # the log interval running when the run stopped
@@ -422,7 +441,7 @@ def train(
                     stop = validate(b + 1)
                 if step % cfg.checkpoint_every == 0 and not end_of_epoch:
                     checkpoint(last_path, b + 1)
-                if stop_after_steps is not None and step >= stop_after_steps or out_of_time or stop:
+                if step_limit and step >= step_limit or out_of_time or stop:
                     if not end_of_epoch:
                         checkpoint(last_path, b + 1)
                         return _finish(model, best_path, device)
@@ -439,6 +458,15 @@ def train(
 
             dist.destroy_process_group()
     return _finish(model, best_path, device)
+
+
+def _load_init_model(source: str) -> MolVAE:
+    """The model ``init_from`` names: 'pretrained' (or 'pretrained:NAME') or a checkpoint path."""
+    from .model import load_pretrained
+
+    if source == "pretrained" or source.startswith("pretrained:"):
+        return load_pretrained(source.partition(":")[2] or "moses", device="cpu")
+    return MolVAE.load(source, device="cpu")
 
 
 def _finish(model: MolVAE, best_path: Path, device: torch.device) -> MolVAE:

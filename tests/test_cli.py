@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from helpers import one_thread, zinc  # noqa: F401
 
 import molvae
@@ -95,6 +96,21 @@ def test_train_writes_a_run_folder(run, capsys):
     assert len(split["val"]) + len(split["train"]) == 40  # the bad row was dropped on reading
     metrics = pd.read_csv(out / "metrics.csv")
     assert (metrics.phase == "val").sum() == 2
+
+
+def test_train_init_from_fine_tunes_a_model(run, tmp_path):
+    """``--init-from`` continues from the given model: same vocabulary and sizes, recorded in the run."""
+    data = tmp_path / "more.csv"
+    _write_smiles_csv(data, zinc(24, start=400))
+    out = tmp_path / "tuned"
+    args = ["train", "--data", str(data), "--out", str(out), "--config", str(run["root"] / "tiny.toml"), "-q",
+            "--init-from", str(run["model"]), "--epochs", "1"]
+    assert main(args) == 0
+    base, tuned = (molvae.MolVAE.load(p, device="cpu") for p in (run["model"], out / "best.pt"))
+    assert tuned.tokenizer == base.tokenizer and tuned.config == base.config
+    assert tuned.metadata["init_from"] == str(run["model"])
+    changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
+    assert changed  # and it did train
 
 
 def test_sample(run, tmp_path):

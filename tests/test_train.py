@@ -278,3 +278,57 @@ def test_overfit_64_molecules(tmp_path, cache_env):
     g_lp, b_lp = sequence_log_prob(model, z, greedy), sequence_log_prob(model, z, beam)
     assert (b_lp >= g_lp - 1e-3).all(), (b_lp - g_lp).min()
     assert model.reconstruct(smiles, method="beam", beam_width=3).exact.mean() >= 0.95
+
+
+def test_max_steps_stops_inside_the_full_schedule(tmp_path, cache_env):
+    cfg = tiny_train_config(epochs=2, log_every=1, max_steps=3, lr=1e-2, lr_min=1e-4)
+    train(zinc(64), tmp_path / "run", TINY_MODEL, cfg, progress=False)  # 4 batches an epoch: 8 steps planned
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 3
+    rows = _train_rows(_metrics(tmp_path / "run"))
+    assert rows.step.tolist() == [1, 2, 3]
+    # the cosine schedule still spans all 8 steps: the third update (index 2) used the rate at 2/8 of it
+    assert rows.lr.iloc[-1] == pytest.approx(1e-4 + (1e-2 - 1e-4) * 0.5 * (1 + math.cos(math.pi * 2 / 8)), rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+def test_init_from_keeps_weights_sizes_and_vocabulary(tmp_path, cache_env, caplog):
+    base = train(zinc(64), tmp_path / "base", TINY_MODEL, tiny_train_config(), progress=False)
+    vocab = set(base.tokenizer.itos)
+    assert "[Si]" not in vocab and "[Se]" not in vocab
+    new = zinc(40) + ["C[Si](C)(C)c1ccccc1", "c1cc[se]c1"]  # two molecules the vocabulary cannot spell
+    other_sizes = dataclasses.replace(TINY_MODEL, decoder_hidden_dim=48)
+    # lr 0: fine-tuning must leave the initial weights exactly as they were loaded
+    cfg = tiny_train_config(epochs=1, lr=0.0, lr_min=0.0, init_from=str(tmp_path / "base" / "best.pt"))
+    with caplog.at_level("WARNING", logger="molvae"):
+        tuned = train(new, tmp_path / "tuned", other_sizes, cfg, progress=False)
+    assert "decoder_hidden_dim=64" in caplog.text  # the [model] sizes given were overruled, and it says so
+    assert "2 of 42 training molecules could not be tokenized" in caplog.text
+    assert tuned.config == base.config and tuned.tokenizer == base.tokenizer
+    _assert_states_close(tuned.state_dict(), base.state_dict(), atol=0)
+    assert load_checkpoint(tmp_path / "tuned" / "last.pt")["metadata"]["init_from"] == cfg.init_from
+    assert load_config(tmp_path / "tuned" / "config.toml")[1].init_from == cfg.init_from
+
+
+def test_init_from_starts_where_the_base_model_left_off(tmp_path, cache_env):
+    """A fine-tuned run starts with the base model's loss, far below a fresh model's."""
+    smiles = zinc(64)
+    train(smiles, tmp_path / "base", TINY_MODEL, tiny_train_config(epochs=12, lr=5e-3), progress=False)
+    more = zinc(32, start=300)
+    cfg = tiny_train_config(epochs=1, log_every=1, kl_schedule="constant")
+    train(more, tmp_path / "fresh", TINY_MODEL, cfg, progress=False, stop_after_steps=1)
+    train(more, tmp_path / "tuned", TINY_MODEL, dataclasses.replace(cfg, init_from=str(tmp_path / "base" / "best.pt")),
+          progress=False, stop_after_steps=1)
+    fresh, tuned = (_train_rows(_metrics(tmp_path / name)).recon.iloc[0] for name in ("fresh", "tuned"))
+    assert tuned < 0.8 * fresh, (tuned, fresh)
+
+
+def test_init_from_pretrained_and_missing_model(tmp_path, cache_env):
+    from molvae.train import _load_init_model
+
+    assert _load_init_model("pretrained").tokenizer == MolVAE.load(
+        importlib.import_module("molvae.paths").pretrained_dir() / "moses.pt", device="cpu").tokenizer
+    with pytest.raises(FileNotFoundError, match="no shipped model 'nope'"):
+        _load_init_model("pretrained:nope")
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        train(zinc(32), tmp_path / "run", TINY_MODEL, tiny_train_config(init_from=str(tmp_path / "none.pt")),
+              progress=False)
