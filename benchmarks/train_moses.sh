@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Train the shipped MOSES model and export it (float16) to molvae/pretrained/moses.pt.
 #   stage 1: benchmarks/train_moses.toml           (250k molecules, free bits 0.1)  -> RUN_DIR
-#   stage 2: benchmarks/train_moses_finetune.toml  (continues from stage 1's best.pt on a
-#            fresh 1.1M draw, free bits 0.5)                                          -> RUN_DIR_ft
+#   stage 2: benchmarks/train_moses_finetune.toml  (continues from stage 1's best.pt for one
+#            pass over all 1.58M molecules, free bits 0.5)                           -> RUN_DIR_ft
 # Usage: bash benchmarks/train_moses.sh [RUN_DIR]
 # Re-run with the same RUN_DIR to resume; a finished stage is resumed as a no-op.
 set -euo pipefail
