@@ -4,7 +4,8 @@
 #   stage 2: benchmarks/train_moses_finetune.toml  (continues from stage 1's best.pt for one
 #            pass over all 1.58M molecules, free bits 0.5)                           -> RUN_DIR_ft
 # Usage: bash benchmarks/train_moses.sh [RUN_DIR]
-# Re-run with the same RUN_DIR to resume; a finished stage is resumed as a no-op.
+# Re-run with the same RUN_DIR to resume a stage that stopped early (max_hours); a stage that
+# reached its end (or max_steps) is left as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=${1:-runs/moses}

@@ -370,6 +370,9 @@ def train(
     model.train()
     stop = False
     step_limit = stop_after_steps if stop_after_steps is not None else cfg.max_steps
+    if step_limit and step >= step_limit:  # a resumed run that already reached max_steps: nothing to do
+        logger.info("step %d already reaches the step limit %d: nothing to train", step, step_limit)
+        return _finish(model, best_path, device)
     bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not progress)
     window = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "correct": 0, "tokens": 0, "n": 0}
     if ckpt is not None and ckpt.get("log_window"):  # the log interval running when the run stopped

@@ -288,6 +288,13 @@ def test_max_steps_stops_inside_the_full_schedule(tmp_path, cache_env):
     assert rows.step.tolist() == [1, 2, 3]
     # the cosine schedule still spans all 8 steps: the third update (index 2) used the rate at 2/8 of it
     assert rows.lr.iloc[-1] == pytest.approx(1e-4 + (1e-2 - 1e-4) * 0.5 * (1 + math.cos(math.pi * 2 / 8)), rel=1e-6)
+    # resuming a run that reached max_steps trains nothing more
+    before = load_checkpoint(tmp_path / "run" / "last.pt")
+    train(zinc(64), tmp_path / "run", resume=True, progress=False)
+    after = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert after["step"] == 3
+    _assert_states_close(after["state_dict"], before["state_dict"], atol=0)
+    assert _train_rows(_metrics(tmp_path / "run")).step.tolist() == [1, 2, 3]
 
 
 # ----------------------------------------------------------------------------- fine-tuning
