@@ -1,21 +1,40 @@
 #!/usr/bin/env bash
-# Train the shipped MOSES model and export it (float16) to molvae/pretrained/moses.pt.
-#   stage 1: benchmarks/train_moses.toml           (250k molecules, free bits 0.1)  -> RUN_DIR
-#   stage 2: benchmarks/train_moses_finetune.toml  (continues from stage 1's best.pt for one
-#            pass over all 1.58M molecules, free bits 0.5)                           -> RUN_DIR_ft
+# Train the two shipped MOSES models and export them (float16) to molvae/pretrained/.
+#   stage 1:  benchmarks/train_moses.toml           (250k molecules, free bits 0.1)         -> RUN_DIR
+#   stage 2:  benchmarks/train_moses_finetune.toml  (from stage 1, one pass over all 1.58M
+#             molecules, free bits 0.5)                                                  -> RUN_DIR_ft
+#   stage 3a: benchmarks/train_moses_sampler.toml   (from stage 2, free bits 0.1, bf16)      -> RUN_DIR_sampler
+#             + a learned prior (32-component GMM on 100k training posteriors)
+#             -> molvae/pretrained/moses-sampler.pt  (what `sample` uses by default)
+#   stage 3b: benchmarks/train_moses_search.toml    (from stage 2, free bits 0.5, bf16)      -> RUN_DIR_search
+#             -> molvae/pretrained/moses.pt          (encoding, reconstruction, optimization)
 # Usage: bash benchmarks/train_moses.sh [RUN_DIR]
 # Re-run with the same RUN_DIR to resume a stage that stopped early (max_hours); a stage that
-# reached its end (or max_steps) is left as it is.
+# reached its end (or max_steps) is left as it is.  3a and 3b are independent: on two cores,
+# run them side by side (one thread each, as their configs say) with STAGE=3a / STAGE=3b.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=${1:-runs/moses}
 ft="${run}_ft"
+stage=${STAGE:-all}
 resume() { if [ -f "$1/last.pt" ]; then echo --resume; fi; }
-molvae train --data moses --out "$run" --config benchmarks/train_moses.toml $(resume "$run")
-molvae train --data moses --out "$ft" --config benchmarks/train_moses_finetune.toml --init-from "$run/best.pt" $(resume "$ft")
-python -c "
+if [ "$stage" = all ]; then
+  molvae train --data moses --out "$run" --config benchmarks/train_moses.toml $(resume "$run")
+  molvae train --data moses --out "$ft" --config benchmarks/train_moses_finetune.toml --init-from "$run/best.pt" $(resume "$ft")
+fi
+if [ "$stage" = all ] || [ "$stage" = 3a ]; then
+  molvae train --data moses --out "${run}_sampler" --config benchmarks/train_moses_sampler.toml \
+    --init-from "$ft/best.pt" $(resume "${run}_sampler")
+  molvae fit-prior --model "${run}_sampler/best.pt" --data moses -n 100000 --components 32 --covariance full \
+    --half -o molvae/pretrained/moses-sampler.pt
+fi
+if [ "$stage" = all ] || [ "$stage" = 3b ]; then
+  molvae train --data moses --out "${run}_search" --config benchmarks/train_moses_search.toml \
+    --init-from "$ft/best.pt" $(resume "${run}_search")
+  python -c "
 import molvae as mv
-m = mv.MolVAE.load('$ft/best.pt', device='cpu')
+m = mv.MolVAE.load('${run}_search/best.pt', device='cpu')
 m.save('molvae/pretrained/moses.pt', half=True, metadata=dict(m.metadata, source='benchmarks/train_moses.sh'))
 print('exported molvae/pretrained/moses.pt')
 "
+fi

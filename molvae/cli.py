@@ -26,6 +26,8 @@ import pandas as pd
 from . import __version__
 
 logger = logging.getLogger("molvae")
+# the shipped model `molvae sample` uses without --model (the others use "moses")
+SAMPLE_MODEL = "moses"
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -38,10 +40,11 @@ def _smiles_input(values: list[str], column: str | None) -> list[str]:
     return values
 
 
-def _load_model(path: str | None, device: str):
+def _load_model(path: str | None, device: str, default: str = "moses"):
+    """The model at ``path``, or the shipped model ``default`` when no path is given."""
     from .model import MolVAE, load_pretrained
 
-    return load_pretrained(device=device) if path is None else MolVAE.load(path, device=device)
+    return load_pretrained(default, device=device) if path is None else MolVAE.load(path, device=device)
 
 
 def _write_table(df: pd.DataFrame, path: str | None, head: int = 20) -> None:
@@ -123,22 +126,36 @@ def _add_properties(df: pd.DataFrame, names: str | None) -> pd.DataFrame:
     return pd.concat([df.reset_index(drop=True), props.drop(columns="smiles")], axis=1)
 
 
+def _sample_columns(df: pd.DataFrame, args: argparse.Namespace, printing: bool) -> pd.DataFrame:
+    """What a person reads: SMILES and the requested properties (plus nll, validity and
+    faithfulness in files); the SELFIES column only with --selfies."""
+    drop = [] if args.selfies else ["selfies"]
+    if printing:
+        drop += ["valid", "faithful", "nll"]
+    df = df.drop(columns=[c for c in drop if c in df.columns])
+    return df.round(3) if printing else df
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
-    model = _load_model(args.model, args.device)
+    model = _load_model(args.model, args.device, default=SAMPLE_MODEL)
+    opts = dict(temperature=args.temperature, seed=args.seed, method=args.method, faithful=args.faithful,
+                prior=args.prior)
     if not args.output or args.n <= args.chunk_size:
-        df = model.sample(args.n, temperature=args.temperature, seed=args.seed, method=args.method,
-                          progress=not args.quiet)
+        df = model.sample(args.n, progress=not args.quiet, **opts)
+        attrs = dict(df.attrs)
         if args.unique:
             df = df[df.valid].drop_duplicates("smiles").reset_index(drop=True)
         df = _add_properties(df, args.properties)
         valid = df.smiles[df.valid]
-        print(f"{len(df):,} sampled: valid {df.valid.mean():.3f}, unique {valid.nunique() / max(len(valid), 1):.3f}")
-        _write_table(df, args.output)
+        print(f"{len(df):,} sampled ({attrs['prior']} prior, {attrs['n_drawn']:,} decoded, faithful "
+              f"{attrs['acceptance_rate']:.3f}{', unfaithful ones redrawn' if args.faithful else ''}): "
+              f"valid {df.valid.mean():.3f}, unique {valid.nunique() / max(len(valid), 1):.3f}")
+        _write_table(_sample_columns(df, args, printing=not args.output), args.output)
         return 0
-    return _sample_streaming(model, args)
+    return _sample_streaming(model, args, opts)
 
 
-def _sample_streaming(model, args: argparse.Namespace) -> int:
+def _sample_streaming(model, args: argparse.Namespace, opts: dict) -> int:
     """Write samples chunk by chunk into a temporary file, renamed over the output at the end:
     memory stays flat in n, and a failed run (disk full, kill) leaves any earlier output intact."""
     import hashlib
@@ -152,12 +169,14 @@ def _sample_streaming(model, args: argparse.Namespace) -> int:
     parquet = out.suffix == ".parquet"
     writer = None
     seen: set[bytes] = set()
-    n_written = n_valid = n_dup = 0
+    n_written = n_valid = n_dup = n_drawn = n_faithful = 0
     bar = tqdm(total=args.n, desc="sample", unit="mol", disable=args.quiet)
     try:
-        for i, df in enumerate(model.sample_iter(args.n, args.chunk_size, args.temperature, args.seed, args.method)):
+        for i, df in enumerate(model.sample_iter(args.n, args.chunk_size, **opts)):
             bar.update(len(df))
             n_valid += int(df.valid.sum())
+            n_drawn += df.attrs["n_drawn"]
+            n_faithful += round(df.attrs["acceptance_rate"] * df.attrs["n_drawn"])
             if args.unique:
                 keys = [hashlib.blake2b(s.encode(), digest_size=8).digest() for s in df.smiles]
                 keep = []
@@ -166,7 +185,7 @@ def _sample_streaming(model, args: argparse.Namespace) -> int:
                     seen.add(k)
                 n_dup += int(df.valid.sum()) - sum(keep)
                 df = df[keep]
-            df = _add_properties(df, args.properties)
+            df = _sample_columns(_add_properties(df, args.properties), args, printing=False)
             if parquet:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
@@ -187,7 +206,8 @@ def _sample_streaming(model, args: argparse.Namespace) -> int:
         raise
     finally:
         bar.close()
-    msg = f"wrote {n_written:,} rows to {out} (sampled {args.n:,}, valid {n_valid / max(args.n, 1):.4f}"
+    msg = (f"wrote {n_written:,} rows to {out} (sampled {args.n:,} from {n_drawn:,} decoded, faithful "
+           f"{n_faithful / max(n_drawn, 1):.3f}, valid {n_valid / max(args.n, 1):.4f}")
     print(msg + (f", duplicates dropped {n_dup:,})" if args.unique else ")"))
     return 0
 
@@ -230,6 +250,26 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_prior(args: argparse.Namespace) -> int:
+    from .data import resolve_smiles_source
+    from .prior import fit_prior
+
+    model = _load_model(args.model, args.device)
+    smiles = resolve_smiles_source(args.data, column=args.column)
+    if not smiles:
+        raise ValueError(f"no molecules in {args.data}")
+    if args.n and len(smiles) > args.n:
+        pick = np.random.default_rng(args.seed).choice(len(smiles), size=args.n, replace=False)
+        smiles = [smiles[i] for i in np.sort(pick)]
+    model.prior = fit_prior(model, smiles, kind=args.kind, n_components=args.components, covariance=args.covariance,
+                            seed=args.seed, progress=not args.quiet)
+    meta = dict(getattr(model, "metadata", {}), prior_data=str(args.data), prior_n=len(smiles))
+    model.save(args.output, half=args.half, metadata=meta)
+    print(f"{model.prior!r} fitted on {model.prior.info['n_molecules']:,} molecules in "
+          f"{model.prior.info['fit_seconds']} s; wrote {args.output}")
+    return 0
+
+
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     model = _load_model(args.model, args.device)
     smiles = _smiles_input(args.input, args.column)
@@ -253,13 +293,17 @@ def evaluate_run(args: argparse.Namespace) -> dict:
         runs.append({"seed": None, "metrics": get_all_metrics(gen, reference=args.reference, train=args.train,
                                                               max_reference=args.max_reference)})
     else:
-        model = _load_model(args.model, args.device)
-        report["model"] = args.model or "shipped:moses"
+        model = _load_model(args.model, args.device, default=SAMPLE_MODEL)
+        report["model"] = args.model or f"shipped:{SAMPLE_MODEL}"
+        report["faithful"] = args.faithful
         for seed in args.seed:
-            df = model.sample(args.n, seed=seed, temperature=args.temperature, progress=not args.quiet)
+            df = model.sample(args.n, seed=seed, temperature=args.temperature, progress=not args.quiet,
+                              faithful=args.faithful, prior=args.prior)
+            report["prior"] = df.attrs["prior"]
             gen = [s if v else "" for s, v in zip(df.smiles, df.valid)]
-            runs.append({"seed": seed, "metrics": get_all_metrics(gen, reference=args.reference, train=args.train,
-                                                                  max_reference=args.max_reference)})
+            metrics = get_all_metrics(gen, reference=args.reference, train=args.train, max_reference=args.max_reference)
+            metrics["acceptance"] = float(df.attrs["acceptance_rate"])
+            runs.append({"seed": seed, "metrics": metrics, "n_drawn": int(df.attrs["n_drawn"])})
         if args.n_reconstruct:
             from .data import load_dataset
             from .diagnostics import latent_report
@@ -337,9 +381,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--properties", help="comma-separated properties to add, e.g. qed,logp,sa")
     s.add_argument("--unique", action="store_true", help="keep only the first occurrence of each molecule")
+    s.add_argument("--no-faithful", dest="faithful", action="store_false",
+                   help="keep every decoded string, also those SELFIES had to repair (default: redraw them)")
+    s.add_argument("--prior", default="auto", choices=["auto", "learned", "standard"],
+                   help="latent prior: the model's learned one (auto: when it has one) or N(0, I)")
+    s.add_argument("--selfies", action="store_true", help="also show / write the SELFIES column")
     s.add_argument("--chunk-size", type=int, default=50_000, help="molecules per chunk when streaming to a file")
     s.add_argument("-o", "--output", help="CSV or .parquet file (default: print); large n is streamed in chunks")
     s.set_defaults(func=cmd_sample)
+
+    s = sub.add_parser("fit-prior", parents=[verbosity, model_opts],
+                       help="fit a learned latent prior (the aggregate posterior) and save the model with it")
+    s.add_argument("--data", required=True, help="moses | zinc | NAME:SPLIT | a SMILES file (the model's training data)")
+    s.add_argument("--column", help="SMILES column of a CSV file (default: detected)")
+    s.add_argument("-n", type=int, default=100_000, help="molecules drawn at random from the data (0: all)")
+    s.add_argument("--kind", default="gmm", choices=["gmm", "aggregate"])
+    s.add_argument("--components", type=int, default=32)
+    s.add_argument("--covariance", default="full", choices=["full", "diag"])
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--half", action="store_true", help="store the weights in float16")
+    s.add_argument("-o", "--output", required=True, help="checkpoint to write (the model and its prior)")
+    s.set_defaults(func=cmd_fit_prior)
 
     for name, func, text in (("encode", cmd_encode, "latent means of molecules"),
                              ("reconstruct", cmd_reconstruct, "encode then decode molecules")):
@@ -355,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-n", type=int, default=30_000, help="molecules sampled per seed")
     s.add_argument("--seed", type=int, nargs="+", default=[0], help="one run per seed; mean and std reported")
     s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--no-faithful", dest="faithful", action="store_false",
+                   help="score every decoded string (default: as `sample`, unfaithful strings redrawn)")
+    s.add_argument("--prior", default="auto", choices=["auto", "learned", "standard"])
     s.add_argument("--smiles", help="score this file's SMILES instead of sampling (any generator's output)")
     s.add_argument("--column", help="SMILES column of --smiles")
     s.add_argument("--reference", nargs="+", default=["test", "test_scaffolds"], help="MOSES reference sets")
@@ -368,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_optimize import add_parser as add_optimize_parser
 
     add_optimize_parser(sub, [verbosity, model_opts])
+    from .cli_score import add_parser as add_score_parser
+
+    add_score_parser(sub, [verbosity, model_opts])
 
     s = sub.add_parser("decode", parents=[verbosity, model_opts], help="decode latent points to molecules")
     s.add_argument("input", help=".npy array (N, D) or CSV with columns z0..zD-1")

@@ -59,6 +59,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     num_threads: int = 0  # 0: torch default
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, float32 on CPU) | fp32 | bf16 (autocast, also on CPU)
     init_from: str = ""  # start from this model's weights, sizes and vocabulary ("pretrained": the shipped one)
 
 

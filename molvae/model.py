@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .config import ModelConfig, from_dict
-from .tokenizer import SelfiesTokenizer, selfies_to_smiles
+from .prior import GaussianMixturePrior
+from .tokenizer import SelfiesTokenizer, is_faithful, selfies_to_smiles
 
 __all__ = ["MolVAE", "load_pretrained", "resolve_device", "load_checkpoint", "save_checkpoint", "CheckpointError"]
 
@@ -53,6 +54,22 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 _MISSING = object()
 
+_NATIVE_BF16: bool | None = None
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 matrix products run natively on ``device`` (CUDA, or a CPU with AVX-512-BF16 / AMX)."""
+    global _NATIVE_BF16
+    if device.type == "cuda":
+        return True
+    if _NATIVE_BF16 is None:
+        try:
+            _NATIVE_BF16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except Exception:
+            _NATIVE_BF16 = False
+    return _NATIVE_BF16
+
+
 class MolVAE(nn.Module):
     """SELFIES VAE.  ``tokenizer`` fixes the vocabulary; ``config`` the sizes."""
 
@@ -62,6 +79,8 @@ class MolVAE(nn.Module):
         config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size, max_length=tokenizer.max_length)
         self.tokenizer = tokenizer
         self.config = c = config
+        # a learned latent prior (molvae.prior) used by sample(); None: N(0, I)
+        self.prior: GaussianMixturePrior | None = None
         self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim, padding_idx=tokenizer.pad_id)
         self.encoder = nn.GRU(
             c.embedding_dim,
@@ -288,20 +307,23 @@ class MolVAE(nn.Module):
         rng = np.random.default_rng(seed)
         return (mu + rng.standard_normal(mu.shape).astype(np.float32) * np.exp(0.5 * logvar)).astype(np.float32)
 
-    def _decode_ids(self, ids: np.ndarray) -> tuple[list[str], list[str | None]]:
+    def _decode_ids(self, ids: np.ndarray) -> tuple[list[str], list[str | None], list[bool]]:
+        """SELFIES, canonical SMILES (None: no molecule) and faithfulness of each id row."""
         selfies = self.tokenizer.decode_selfies(ids)
         # SELFIES -> canonical SMILES is pure and costs more than the GRU step per molecule;
         # nearby latent points (optimization, neighbours) decode to the same strings often
         cache = self.__dict__.setdefault("_smiles_cache", {})
         if len(cache) > 200_000:
             cache.clear()
-        out = []
+        smiles, faithful = [], []
         for s in selfies:
-            smi = cache.get(s, _MISSING)
-            if smi is _MISSING:
-                smi = cache[s] = selfies_to_smiles(s)
-            out.append(smi)
-        return selfies, out
+            hit = cache.get(s, _MISSING)
+            if hit is _MISSING:
+                smi = selfies_to_smiles(s)
+                hit = cache[s] = (smi, is_faithful(s, smi))
+            smiles.append(hit[0])
+            faithful.append(hit[1])
+        return selfies, smiles, faithful
 
     @torch.no_grad()
     def decode_z(
@@ -313,8 +335,19 @@ class MolVAE(nn.Module):
         seed: int | None = None,
         batch_size: int = 1024,
         progress: bool = False,
+        precision: str = "auto",
     ) -> pd.DataFrame:
-        """Decode latent points (N, D) -> DataFrame (smiles, selfies, valid, nll)."""
+        """Decode latent points (N, D) -> DataFrame (smiles, selfies, valid, faithful, nll).
+
+        ``faithful``: the SELFIES string is the tokenizer's own spelling of its molecule
+        (:func:`molvae.tokenizer.is_faithful`), i.e. SELFIES did not repair it.
+        ``precision``: ``auto`` runs ``method="sample"`` under bfloat16 autocast where the
+        device does bf16 natively (about 3x faster on an AVX-512-BF16 CPU) and everything else
+        in float32; ``fp32`` or ``bf16`` force one.
+        """
+        if precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"unknown precision {precision!r}; use auto, fp32 or bf16")
+        bf16 = precision == "bf16" or (precision == "auto" and method == "sample" and native_bf16(self.device))
         z = torch.as_tensor(np.asarray(z, dtype=np.float32)) if not torch.is_tensor(z) else z.float()
         if z.ndim == 1:
             z = z.unsqueeze(0)
@@ -336,21 +369,27 @@ class MolVAE(nn.Module):
                     ids = self.beam_search(zb, beam_width)
                     nll = torch.full((len(zb),), float("nan"))
                 else:
-                    ids, nll = self.generate(zb, method=method, temperature=temperature, generator=gen)
-                selfies, smiles = self._decode_ids(ids.cpu().numpy())
+                    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+                        ids, nll = self.generate(zb, method=method, temperature=temperature, generator=gen)
+                selfies, smiles, faithful = self._decode_ids(ids.cpu().numpy())
                 frames.append(
                     pd.DataFrame(
                         {
                             "smiles": [s or "" for s in smiles],
                             "selfies": selfies,
                             "valid": [s is not None for s in smiles],
+                            "faithful": faithful,
                             "nll": nll.cpu().numpy().astype(float),
                         }
                     )
                 )
         finally:
             self.train(was_training)
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["smiles", "selfies", "valid", "nll"])
+        if not frames:
+            return pd.DataFrame({"smiles": pd.Series(dtype=str), "selfies": pd.Series(dtype=str),
+                                 "valid": pd.Series(dtype=bool), "faithful": pd.Series(dtype=bool),
+                                 "nll": pd.Series(dtype=float)})
+        return pd.concat(frames, ignore_index=True)
 
     def decode(self, z: np.ndarray | torch.Tensor, method: str = "greedy", **kwargs) -> list[str]:
         """Latent points (N, D) -> N canonical SMILES (greedy by default)."""
@@ -364,16 +403,24 @@ class MolVAE(nn.Module):
         batch_size: int = 1024,
         method: str = "sample",
         progress: bool = True,
+        faithful: bool = True,
+        prior: str = "auto",
+        max_draws: int | None = None,
     ) -> pd.DataFrame:
-        """Draw ``n`` molecules: z ~ N(0, I), then decode.  DataFrame: smiles, selfies, valid, nll.
+        """Draw ``n`` molecules: z from the prior, then decode.  DataFrame: smiles, selfies, valid, faithful, nll.
 
-        Rows keep their order; a row that failed to decode stays in, flagged ``valid=False``.
+        ``faithful=True`` (default) returns ``n`` molecules that the decoder spelled exactly as
+        the tokenizer spells them (no SELFIES repair; :func:`molvae.tokenizer.is_faithful`),
+        redrawing the others, at most ``max_draws`` latent points in all (default 20 per
+        molecule: :class:`molvae.sampling.SamplingError` beyond); ``faithful=False`` decodes
+        ``n`` points and keeps every row.  ``prior``: ``auto`` (the learned prior when the model
+        has one, else N(0, I)), ``learned`` or ``standard``.  ``df.attrs``: ``n_drawn``,
+        ``acceptance_rate``, ``prior``.
         """
-        gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
-        z = torch.randn(n, self.latent_dim, generator=gen)
-        return self.decode_z(
-            z, method=method, temperature=temperature, seed=seed, batch_size=batch_size, progress=progress
-        )
+        from .sampling import sample
+
+        return sample(self, n, temperature=temperature, seed=seed, batch_size=batch_size, method=method,
+                      progress=progress, faithful=faithful, prior=prior, max_draws=max_draws)
 
     def sample_iter(
         self,
@@ -383,6 +430,8 @@ class MolVAE(nn.Module):
         seed: int | None = None,
         method: str = "sample",
         batch_size: int = 1024,
+        faithful: bool = True,
+        prior: str = "auto",
     ):
         """Yield ``n`` samples as DataFrames of at most ``chunk_size`` rows (memory stays flat in ``n``).
 
@@ -392,7 +441,7 @@ class MolVAE(nn.Module):
             m = min(chunk_size, n - start)
             chunk_seed = None if seed is None else int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
             yield self.sample(m, temperature=temperature, seed=chunk_seed, batch_size=batch_size, method=method,
-                              progress=False)
+                              progress=False, faithful=faithful, prior=prior)
 
     def reconstruct(
         self, smiles: Sequence[str] | str, method: str = "greedy", beam_width: int = 5, progress: bool = False
@@ -480,6 +529,35 @@ class MolVAE(nn.Module):
         df["similarity"] = similarity(df["smiles"].tolist(), smiles)
         return df
 
+    # ------------------------------------------------------------------ likelihood
+    def score(
+        self, smiles: Sequence[str] | str, k: int = 1, batch_size: int = 512, seed: int | None = 0,
+        progress: bool = False,
+    ) -> pd.DataFrame:
+        """ELBO, reconstruction NLL, KL and importance-weighted log p(x) (``k`` samples) per molecule, in nats.
+
+        One row per input, in order; rows that cannot be encoded have NaN and a ``reason``.
+        See :func:`molvae.likelihood.score`.
+        """
+        from .likelihood import score
+
+        return score(self, smiles, k=k, batch_size=batch_size, seed=seed, progress=progress)
+
+    def nll(
+        self, smiles: Sequence[str] | str, k: int = 10, batch_size: int = 512, seed: int | None = 0,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Anomaly score ``-log p(x)`` (N,): higher = less typical of the training data.  See :func:`molvae.likelihood.nll`."""
+        from .likelihood import nll
+
+        return nll(self, smiles, k=k, batch_size=batch_size, seed=seed, progress=progress)
+
+    def token_nll(self, smiles: Sequence[str] | str, as_arrays: bool = False, batch_size: int = 512):
+        """Per-token NLL at the posterior mean (long DataFrame, or arrays).  See :func:`molvae.likelihood.token_nll`."""
+        from .likelihood import token_nll
+
+        return token_nll(self, smiles, batch_size=batch_size, as_arrays=as_arrays)
+
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike, half: bool = False, metadata: dict | None = None, **extra) -> None:
         """Write a checkpoint (weights, config, vocabulary, metadata); ``half`` stores float16 weights."""
@@ -498,6 +576,8 @@ class MolVAE(nn.Module):
             "state_dict": state if state is not None else {k: v.detach().cpu() for k, v in self.state_dict().items()},
             "metadata": meta,
         }
+        if self.prior is not None:
+            ckpt["prior"] = self.prior.to_dict()
         ckpt.update(extra)
         return ckpt
 
@@ -515,6 +595,14 @@ class MolVAE(nn.Module):
             if not isinstance(metadata, dict):
                 raise TypeError("metadata must be a mapping")
             model.metadata = dict(metadata)
+            if ckpt.get("prior") is not None:
+                try:
+                    prior = GaussianMixturePrior.from_dict(ckpt["prior"])
+                except (KeyError, TypeError, ValueError, RuntimeError) as err:
+                    raise ValueError(f"its learned prior is damaged: {err}") from None
+                if prior.dim != model.latent_dim:
+                    raise ValueError(f"its learned prior has {prior.dim} dimensions, the model {model.latent_dim}")
+                model.prior = prior
         except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as err:
             raise CheckpointError(f"checkpoint content is inconsistent: {err}") from None
         model.eval()

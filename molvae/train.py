@@ -74,6 +74,17 @@ def _lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
     raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; use cosine or constant")
 
 
+def _use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether training steps run under bfloat16 autocast (``TrainConfig.precision``)."""
+    if precision == "auto":
+        return device.type == "cuda"
+    if precision == "fp32":
+        return False
+    if precision == "bf16":
+        return True
+    raise ValueError(f"unknown precision {precision!r}; use auto, fp32 or bf16")
+
+
 def _to_batch(data: TokenData, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     idx = np.sort(idx)  # sorted reads are faster on a memory map
     lengths = torch.as_tensor(data.lengths[idx].astype(np.int64))
@@ -138,9 +149,11 @@ def evaluate_model(
         got = model.tokenizer.decode_selfies(out_ids.cpu().numpy())
         result["recon_exact"] = float(np.mean([a == b for a, b in zip(want, got)]))
     if n_prior:
-        df = model.sample(n_prior, seed=seed, progress=False)
+        # every decoded string counts here (an under-trained model is rarely faithful)
+        df = model.sample(n_prior, seed=seed, progress=False, faithful=False, prior="standard")
         valid = df.smiles[df.valid]
         result["prior_valid"] = float(df.valid.mean())
+        result["prior_faithful"] = float(df.faithful.mean())
         result["prior_unique"] = float(valid.nunique() / max(len(valid), 1))
         if train_smiles is not None:
             uniq = set(valid)
@@ -160,7 +173,7 @@ def _training_set(smiles: Sequence[str], idx: np.ndarray) -> set[str]:
 METRIC_FIELDS = [
     "step", "epoch", "phase", "elapsed_s", "loss", "recon", "kl", "beta", "lr", "token_acc",
     "val_loss", "val_recon", "val_kl", "val_token_acc", "active_units", "mutual_info", "recon_exact",
-    "prior_valid", "prior_unique", "prior_novel",
+    "prior_valid", "prior_unique", "prior_novel", "prior_faithful",
 ]
 
 
@@ -315,7 +328,7 @@ def train(
     if cfg.init_from:
         meta["init_from"] = cfg.init_from
     log = _MetricsLog(out / "metrics.csv", model_config.latent_dim)
-    use_amp = device.type == "cuda"
+    use_amp = _use_bf16(cfg.precision, device)
     t_start = time.time()
 
     def beta_at(s: int) -> float:

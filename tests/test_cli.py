@@ -115,14 +115,55 @@ def test_train_init_from_fine_tunes_a_model(run, tmp_path):
 
 def test_sample(run, tmp_path):
     dest = tmp_path / "s.csv"
-    assert main(["sample", "--model", str(run["model"]), "-n", "20", "--seed", "0", "-o", str(dest), "-q"]) == 0
+    base = ["sample", "--model", str(run["model"]), "-n", "20", "--seed", "0", "--no-faithful", "-q"]
+    assert main([*base, "-o", str(dest)]) == 0
     df = pd.read_csv(dest)
     assert len(df) == 20
-    assert {"smiles", "selfies", "valid", "nll"} <= set(df.columns)
+    assert list(df.columns) == ["smiles", "valid", "faithful", "nll"]  # no SELFIES unless asked
     assert df.valid.all() and all(to_mol(s) is not None for s in df.smiles)
     again = tmp_path / "s2.csv"
-    assert main(["sample", "--model", str(run["model"]), "-n", "20", "--seed", "0", "-o", str(again), "-q"]) == 0
-    pd.testing.assert_frame_equal(df, pd.read_csv(again))
+    assert main([*base, "-o", str(again), "--selfies"]) == 0
+    both = pd.read_csv(again)
+    assert "selfies" in both.columns
+    pd.testing.assert_frame_equal(df, both.drop(columns="selfies"))
+
+
+def test_sample_prints_a_readable_table_of_faithful_molecules(capsys):
+    """The README's main command: SMILES and the properties asked for, the acceptance rate."""
+    assert main(["sample", "-n", "6", "--seed", "0", "--properties", "qed,logp", "-q"]) == 0
+    out = capsys.readouterr().out
+    first, header, *rows = out.strip().splitlines()
+    assert "6 sampled" in first and "faithful" in first and "redrawn" in first
+    assert header.split() == ["smiles", "qed", "logp"]
+    assert len(rows) == 6 and max(len(r) for r in rows) < 100
+    smiles = [r.split()[1] for r in rows]
+    assert all(to_mol(s) is not None for s in smiles)
+    assert main(["sample", "-n", "4", "--seed", "0", "--no-faithful", "--prior", "standard", "--selfies", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "faithful" in out.splitlines()[0] and "redrawn" not in out.splitlines()[0]
+    assert out.splitlines()[1].split() == ["smiles", "selfies"]
+
+
+def test_sample_with_a_learned_prior_the_model_lacks_is_a_usage_error(run, capsys):
+    assert main(["sample", "--model", str(run["model"]), "-n", "3", "--prior", "learned", "-q"]) == 2
+    assert "no learned prior" in capsys.readouterr().err
+
+
+def test_fit_prior_writes_a_model_that_samples_from_it(run, tmp_path, capsys):
+    out = tmp_path / "with_prior.pt"
+    argv = ["fit-prior", "--model", str(run["model"]), "--data", str(run["data"]), "--components", "2",
+            "--covariance", "diag", "-o", str(out), "-q"]
+    assert main(argv) == 0
+    assert "fitted on 40 molecules" in capsys.readouterr().out  # the bad row is dropped by the reader
+    model = molvae.MolVAE.load(out, device="cpu")
+    assert model.prior is not None and model.prior.n_components == 2
+    dest = tmp_path / "s.csv"
+    assert main(["sample", "--model", str(out), "-n", "10", "--seed", "0", "--no-faithful", "-o", str(dest), "-q"]) == 0
+    assert main(["sample", "--model", str(out), "-n", "10", "--seed", "0", "--no-faithful", "--prior", "standard",
+                 "-o", str(tmp_path / "t.csv"), "-q"]) == 0
+    assert pd.read_csv(dest).smiles.tolist() != pd.read_csv(tmp_path / "t.csv").smiles.tolist()
+    assert main([*argv[:-3], "--components", "500", "-o", str(out), "-q"]) == 2
+    assert "needs at least 1000" in capsys.readouterr().err
 
 
 def test_encode_decode_reconstruct(run, tmp_path):
