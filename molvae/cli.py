@@ -2,7 +2,9 @@
 
     molvae tokenize FILE [--cache] [--column C]
     molvae train --data FILE|moses --out DIR [--config run.toml] [--epochs N] [--resume]
-    molvae sample [--model PATH] -n N [--temperature T] [--seed S] [-o out.csv]
+    molvae sample [--model PATH] -n N [--temperature T] [--seed S] [--no-faithful] [--prior P] [-o out.csv]
+    molvae fit-prior [--model PATH] --data moses|FILE [-n 100000] [--components 32] -o model.pt
+    molvae score [--model PATH] FILE -o scores.csv [-k K] [--column C]
     molvae encode [--model PATH] INPUT -o z.csv      (INPUT: a SMILES file or SMILES strings)
     molvae decode [--model PATH] z.csv|z.npy -o out.csv
     molvae reconstruct [--model PATH] INPUT [-o out.csv] [--beam K]
