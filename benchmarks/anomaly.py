@@ -113,11 +113,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=512, help="decoder rows per pass")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--model", default="moses", help="shipped model name or checkpoint path")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "anomaly.csv"))
-    ap.add_argument("--results", action="store_true", help="write the 'anomaly' section of benchmarks/RESULTS.md")
+    ap.add_argument("--results", action="store_true", help="write the --section section of benchmarks/RESULTS.md")
+    ap.add_argument("--section", default=SECTION, help="RESULTS.md section name (several runs: several sections)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = mv.load_pretrained(device=args.device)
+    model = (mv.MolVAE.load(args.model, device=args.device) if os.path.exists(args.model)
+             else mv.load_pretrained(args.model, device=args.device))
     tok = model.tokenizer
     rng = np.random.default_rng(args.seed)
 
@@ -177,10 +180,11 @@ def main(argv: list[str] | None = None) -> None:
     timing = ", ".join(f"k={k}: {df[df.k == k].seconds_per_1000.iloc[0]:.1f} s" for k in ks)
     mean_tokens = df.mean_tokens_test.iloc[0]
     body = [
-        f"`python benchmarks/anomaly.py --n {args.n} --k {' '.join(map(str, ks))} --threads {args.threads}` "
+        f"`python benchmarks/anomaly.py --n {args.n} --k {' '.join(map(str, ks))} --threads {args.threads} "
+        f"--model {args.model}` "
         f"(commit {git_commit()}; {hardware()})",
         "",
-        f"Score -log p(x) of the shipped model; {len(test):,} random MOSES test molecules (mean {mean_tokens:.1f} "
+        f"Score -log p(x) of `{args.model}`; {len(test):,} random MOSES test molecules (mean {mean_tokens:.1f} "
         "tokens) against each decoy set; AUROC with the decoys as positives.",
         "",
         *lines,
@@ -190,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(body))
     print(f"wrote {args.out}")
     if args.results:
-        write_section(SECTION, "## Anomaly detection\n\n" + "\n".join(body))
+        write_section(args.section, f"## Anomaly detection (`benchmarks/anomaly.py`, {args.section})\n\n" + "\n".join(body))
 
 
 if __name__ == "__main__":

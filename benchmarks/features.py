@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=10_000, help="ZINC molecules")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--model", default="pretrained", help="shipped model name ('pretrained': moses) or checkpoint path")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads and random-forest jobs")
     ap.add_argument("--trees", type=int, default=100, help="random-forest trees")
     ap.add_argument("--seed", type=int, default=0)
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
 
     t0 = time.perf_counter()
-    featurizer = LatentFeaturizer(device="cpu", on_error="raise")
+    featurizer = LatentFeaturizer(model=args.model, device="cpu", on_error="raise")
     featurizer.fit([])
     smiles, looked_at = zinc_molecules(featurizer.model_.tokenizer, args.n, args.seed)
     y = compute(smiles, list(TARGETS), n_jobs=args.threads)

@@ -1,7 +1,7 @@
 """Sample quality of trained models under each latent prior: the table behind the shipped choice.
 
     python benchmarks/sample_quality.py --models pretrained:moses runs/moses_sampler/best.pt \\
-        --priors standard gmm aggregate [--n 10000] [--n-fit 50000] [--threads 2]
+        --priors standard gmm aggregate [--unfiltered standard] [--n 10000] [--n-fit 50000] [--threads 2]
 
 For every model and prior: ``n`` faithful prior samples (``molvae.sampling``; the acceptance
 rate is the fraction of decoded strings that were faithful) and ``n`` unfiltered ones, scored
@@ -45,9 +45,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--n-fit", type=int, default=50_000)
     ap.add_argument("--n-reconstruct", type=int, default=1000)
-    ap.add_argument("--no-unfiltered", action="store_true", help="skip the unfiltered rows")
+    ap.add_argument("--unfiltered", nargs="*", default=["standard"],
+                    help="priors for which the unfiltered samples (every decoded string) are scored too")
+    ap.add_argument("--precisions", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16"],
+                    help="decoding precision of the faithful rows (auto: bf16 where the CPU has it)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--csv", default=str(CSV), help="table to merge the rows into")
     ap.add_argument("--note", default="", help="free text stored with the rows (e.g. what else was running)")
     args = ap.parse_args()
 
@@ -74,12 +78,13 @@ def main() -> None:
                 model.prior = fit_prior(model, fit_smiles, kind=prior, n_components=32 if prior == "gmm" else 4096,
                                         seed=args.seed, progress=False)
             fit_s = time.time() - t0
-            for faithful in ([True] if args.no_unfiltered else [True, False]):
+            runs = [(True, p) for p in args.precisions] + ([(False, "auto")] if prior in args.unfiltered else [])
+            for faithful, precision in runs:
                 t0 = time.time()
-                df = model.sample(args.n, seed=args.seed, faithful=faithful, progress=False)
+                df = model.sample(args.n, seed=args.seed, faithful=faithful, progress=False, precision=precision)
                 sample_s = time.time() - t0
-                m = get_all_metrics(df.smiles.tolist(), reference=["test"], train="moses")
-                row = {"model": spec, "prior": prior, "faithful": faithful, "n": args.n,
+                m = get_all_metrics(df.smiles.tolist(), reference=["test"], train="moses", n_jobs=args.threads)
+                row = {"model": spec, "prior": prior, "faithful": faithful, "precision": precision, "n": args.n,
                        "acceptance": df.attrs["acceptance_rate"], "recon_exact": recon,
                        **{k: m.get(k, float("nan")) for k in METRICS},
                        "sample_s": round(sample_s, 1), "fit_s": round(fit_s, 1), "threads": args.threads,
@@ -87,13 +92,14 @@ def main() -> None:
                 rows.append(row)
                 print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     new = pd.DataFrame(rows)
-    if CSV.exists():
-        old = pd.read_csv(CSV)
-        key = ["model", "prior", "faithful", "n"]
+    csv = Path(args.csv)
+    if csv.exists():
+        old = pd.read_csv(csv)
+        key = ["model", "prior", "faithful", "precision", "n"]
         merged = old.merge(new[key], on=key, how="left", indicator=True)
         old = old[(merged["_merge"] == "left_only").to_numpy()]
         new = pd.concat([old, new], ignore_index=True)
-    new.to_csv(CSV, index=False)
+    new.to_csv(csv, index=False)
     show = new.copy()
     for c in ["acceptance", "recon_exact", *METRICS]:
         show[c] = show[c].map(lambda v: f"{v:.3f}")

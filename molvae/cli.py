@@ -3,6 +3,7 @@
     molvae tokenize FILE [--cache] [--column C]
     molvae train --data FILE|moses --out DIR [--config run.toml] [--epochs N] [--resume]
     molvae sample [--model PATH] -n N [--temperature T] [--seed S] [--no-faithful] [--prior P] [-o out.csv]
+                  [--condition logp=2.5,qed=0.85]   (a conditional model; default: the shipped moses-conditional)
     molvae fit-prior [--model PATH] --data moses|FILE [-n 100000] [--components 32] -o model.pt
     molvae score [--model PATH] FILE -o scores.csv [-k K] [--column C]
     molvae encode [--model PATH] INPUT -o z.csv      (INPUT: a SMILES file or SMILES strings)
@@ -30,6 +31,8 @@ from . import __version__
 logger = logging.getLogger("molvae")
 # the shipped model `molvae sample` uses without --model (the others use "moses")
 SAMPLE_MODEL = "moses"
+# the shipped conditional model `molvae sample --condition ...` uses without --model
+CONDITIONAL_MODEL = "moses-conditional"
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -110,7 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {
         "epochs": args.epochs, "max_molecules": args.max_molecules, "device": args.device,
         "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "max_hours": args.max_hours,
-        "init_from": args.init_from,
+        "init_from": args.init_from, "conditions": args.conditions,
     }.items() if v is not None}
     train_cfg = dataclasses.replace(train_cfg, **overrides)
     smiles = resolve_smiles_source(args.data, column=args.column)
@@ -138,10 +141,61 @@ def _sample_columns(df: pd.DataFrame, args: argparse.Namespace, printing: bool) 
     return df.round(3) if printing else df
 
 
+def parse_condition(text: str) -> dict[str, float]:
+    """``"logp=2.5,qed=0.85"`` -> ``{"logp": 2.5, "qed": 0.85}``; anything else is an argparse error (exit 2).
+
+    Each item is NAME=NUMBER with a property name of :mod:`molvae.properties` and a finite
+    number; names do not repeat.
+    """
+    import math
+
+    from .properties import PROPERTIES
+
+    out: dict[str, float] = {}
+    items = text.split(",")
+    for item in items:
+        name, eq, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not eq or not name or not value:
+            raise argparse.ArgumentTypeError(
+                f"bad condition {item.strip()!r} in {text!r}: write NAME=VALUE[,NAME=VALUE...], e.g. logp=2.5,qed=0.85")
+        if name not in PROPERTIES:
+            raise argparse.ArgumentTypeError(f"unknown property {name!r} in {text!r}; known: {', '.join(PROPERTIES)}")
+        if name in out:
+            raise argparse.ArgumentTypeError(f"property {name!r} is given twice in {text!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}={value!r} in {text!r}: {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise argparse.ArgumentTypeError(f"{name}={value!r} in {text!r}: the value must be a finite number")
+        out[name] = number
+    return out
+
+
+def _load_sample_model(args: argparse.Namespace):
+    """``--model``, else the shipped conditional model when ``--condition`` is given, else the shipped one."""
+    if args.model is None and args.condition is not None:
+        from .paths import pretrained_dir
+
+        path = pretrained_dir() / f"{CONDITIONAL_MODEL}.pt"
+        if not path.exists():
+            raise FileNotFoundError(
+                f"--condition needs a conditional model: the shipped one ({path}) is not there yet (it is trained "
+                "by benchmarks/train_conditional.sh); give --model PATH to a model trained with conditions "
+                "(molvae train --conditions logp,qed ...)")
+        return _load_model(None, args.device, default=CONDITIONAL_MODEL)
+    return _load_model(args.model, args.device, default=SAMPLE_MODEL)
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
-    model = _load_model(args.model, args.device, default=SAMPLE_MODEL)
+    model = _load_sample_model(args)
     opts = dict(temperature=args.temperature, seed=args.seed, method=args.method, faithful=args.faithful,
                 prior=args.prior)
+    if args.condition is not None:
+        opts["condition"] = args.condition
+        if not args.properties:  # show what was achieved for what was asked
+            args.properties = ",".join(args.condition)
     if not args.output or args.n <= args.chunk_size:
         df = model.sample(args.n, progress=not args.quiet, **opts)
         attrs = dict(df.attrs)
@@ -152,6 +206,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         print(f"{len(df):,} sampled ({attrs['prior']} prior, {attrs['n_drawn']:,} decoded, faithful "
               f"{attrs['acceptance_rate']:.3f}{', unfaithful ones redrawn' if args.faithful else ''}): "
               f"valid {df.valid.mean():.3f}, unique {valid.nunique() / max(len(valid), 1):.3f}")
+        if args.condition:
+            print("condition: " + ", ".join(f"{k}={v:g} (median achieved {df.loc[df.valid, k].median():.3g})"
+                                            for k, v in args.condition.items()))
         _write_table(_sample_columns(df, args, printing=not args.output), args.output)
         return 0
     return _sample_streaming(model, args, opts)
@@ -336,6 +393,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+def _condition_names(text: str) -> tuple[str, ...]:
+    """``--conditions logp,qed`` -> validated names (argparse error, exit 2, otherwise)."""
+    from .conditions import check_names
+
+    try:
+        return check_names(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="molvae", description="SELFIES VAE toolkit for molecular design.")
     p.add_argument("--version", action="version", version=f"molvae {__version__}")
@@ -372,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--init-from", metavar="MODEL",
                    help="fine-tune: start from this checkpoint ('pretrained' for the shipped model); its sizes "
                         "and vocabulary are kept, molecules with other tokens are counted and left out")
+    s.add_argument("--conditions", type=_condition_names, metavar="NAMES",
+                   help="a conditional VAE on these properties, e.g. logp,qed,sa,mw,tpsa (molvae.properties)")
     s.add_argument("--device", help="auto | cpu | cuda")
     s.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     s.set_defaults(func=cmd_train)
@@ -387,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep every decoded string, also those SELFIES had to repair (default: redraw them)")
     s.add_argument("--prior", default="auto", choices=["auto", "learned", "standard"],
                    help="latent prior: the model's learned one (auto: when it has one) or N(0, I)")
+    s.add_argument("--condition", type=parse_condition, metavar="NAME=VALUE,...",
+                   help="property targets for a conditional model, e.g. logp=2.5,qed=0.85 (others marginalized); "
+                        "without --model: the shipped moses-conditional model")
     s.add_argument("--selfies", action="store_true", help="also show / write the SELFIES column")
     s.add_argument("--chunk-size", type=int, default=50_000, help="molecules per chunk when streaming to a file")
     s.add_argument("-o", "--output", help="CSV or .parquet file (default: print); large n is streamed in chunks")

@@ -8,8 +8,6 @@ per non-blank input row in input order; rows that cannot be scored (invalid SMIL
 outside the model's vocabulary) keep NaN scores and say why in ``reason``.  Definitions:
 :mod:`molvae.likelihood`.  Memory stays flat in the file size; the output file appears only
 when complete, so a failed run leaves any earlier output untouched.
-
-Wire it into ``molvae/cli.py`` with ``add_parser(sub, parents=[verbosity, model_opts])``.
 """
 
 from __future__ import annotations

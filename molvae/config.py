@@ -25,6 +25,9 @@ class ModelConfig:
     decoder_hidden_dim: int = 384
     decoder_layers: int = 2
     decoder_dropout: float = 0.0
+    # property conditions (molvae.conditions): 0 = unconditional, the layers exactly as before;
+    # k > 0: the encoder's posterior layer and the decoder's z inputs take 2k more inputs
+    n_conditions: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,18 @@ class TrainConfig:
     num_threads: int = 0  # 0: torch default
     precision: str = "auto"  # auto (bf16 autocast on CUDA, float32 on CPU) | fp32 | bf16 (autocast, also on CPU)
     init_from: str = ""  # start from this model's weights, sizes and vocabulary ("pretrained": the shipped one)
+    # property names (molvae.properties) to condition on: a conditional VAE (molvae.conditions); () = none
+    conditions: tuple[str, ...] = ()
+    condition_dropout: float = 0.3  # probability that a property is masked (unknown) for a training molecule
+
+    def __post_init__(self):
+        # conditions may be given as a list or "logp,qed"; stored as a tuple (hashable, comparable)
+        if isinstance(self.conditions, str):
+            object.__setattr__(self, "conditions", tuple(v.strip() for v in self.conditions.split(",") if v.strip()))
+        elif not isinstance(self.conditions, tuple):
+            object.__setattr__(self, "conditions", tuple(self.conditions))
+        if not 0.0 <= self.condition_dropout < 1.0:
+            raise ValueError(f"condition_dropout must be in [0, 1), got {self.condition_dropout}")
 
 
 def from_dict(cls: type, data: dict[str, Any]):
@@ -74,7 +89,13 @@ def from_dict(cls: type, data: dict[str, Any]):
         if f.name in data:
             value = data[f.name]
             default = f.default
-            if isinstance(default, bool):
+            if isinstance(default, tuple):
+                if isinstance(value, str):
+                    value = [v.strip() for v in value.split(",") if v.strip()]
+                if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                    raise ValueError(f"{cls.__name__}.{f.name} must be a list of strings, got {value!r}")
+                typed[f.name] = tuple(value)
+            elif isinstance(default, bool):
                 typed[f.name] = bool(value)
             elif isinstance(default, int) and not isinstance(value, bool):
                 typed[f.name] = int(value)
@@ -96,6 +117,8 @@ def load_config(path: str | Path) -> tuple[ModelConfig, TrainConfig]:
 
 
 def _toml_value(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):

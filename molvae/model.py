@@ -25,9 +25,11 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from tqdm.auto import tqdm
 
 from . import __version__
+from .conditions import ConditionSpec, append_condition, condition_tensor, molecule_condition, spec_from_checkpoint
 from .config import ModelConfig, from_dict
 from .prior import GaussianMixturePrior
-from .tokenizer import SelfiesTokenizer, is_faithful, selfies_to_smiles
+from .parallel import chunked_map
+from .tokenizer import SelfiesTokenizer, decode_strings
 
 __all__ = ["MolVAE", "load_pretrained", "resolve_device", "load_checkpoint", "save_checkpoint", "CheckpointError"]
 
@@ -52,7 +54,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-_MISSING = object()
 
 _NATIVE_BF16: bool | None = None
 
@@ -81,6 +82,9 @@ class MolVAE(nn.Module):
         self.config = c = config
         # a learned latent prior (molvae.prior) used by sample(); None: N(0, I)
         self.prior: GaussianMixturePrior | None = None
+        # property conditions (molvae.conditions): names and training statistics; None: unconditional
+        self.conditions: ConditionSpec | None = None
+        k2 = 2 * c.n_conditions  # condition inputs ([values * mask, mask]); 0: exactly the unconditional layers
         self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim, padding_idx=tokenizer.pad_id)
         self.encoder = nn.GRU(
             c.embedding_dim,
@@ -90,10 +94,10 @@ class MolVAE(nn.Module):
             batch_first=True,
             bidirectional=True,
         )
-        self.to_posterior = nn.Linear(2 * c.encoder_hidden_dim, 2 * c.latent_dim)
-        self.latent_to_hidden = nn.Linear(c.latent_dim, c.decoder_layers * c.decoder_hidden_dim)
+        self.to_posterior = nn.Linear(2 * c.encoder_hidden_dim + k2, 2 * c.latent_dim)
+        self.latent_to_hidden = nn.Linear(c.latent_dim + k2, c.decoder_layers * c.decoder_hidden_dim)
         self.decoder = nn.GRU(
-            c.embedding_dim + c.latent_dim,
+            c.embedding_dim + c.latent_dim + k2,
             c.decoder_hidden_dim,
             num_layers=c.decoder_layers,
             dropout=c.decoder_dropout if c.decoder_layers > 1 else 0.0,
@@ -116,43 +120,54 @@ class MolVAE(nn.Module):
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
-    def encode_ids(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior parameters.  ids (B, T) with ``<bos>`` first, lengths (B,) -> mu, logvar (B, D)."""
+    def encode_ids(
+        self, ids: torch.Tensor, lengths: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior parameters.  ids (B, T) with ``<bos>`` first, lengths (B,) -> mu, logvar (B, D).
+
+        ``condition`` (B, 2k): a conditional model's condition vectors (None: unknown).
+        """
         tokens = ids[:, 1:]  # (B, T-1): t_1 .. t_n <eos>
         emb = self.embedding(tokens)
         packed = pack_padded_sequence(emb, (lengths - 1).cpu(), batch_first=True, enforce_sorted=False)
         _, h = self.encoder(packed)  # (2 * layers, B, H)
         h = torch.cat([h[-2], h[-1]], dim=-1)  # last layer, both directions: (B, 2H)
+        h = append_condition(self, h, condition)
         mu, logvar = self.to_posterior(h).chunk(2, dim=-1)
         return mu, logvar.clamp(-20.0, 10.0)
 
     def init_hidden(self, z: torch.Tensor) -> torch.Tensor:
-        """Decoder initial state from z: (B, D) -> (layers, B, H)."""
+        """Decoder initial state from z (B, D), or z with its condition appended (B, D + 2k) -> (layers, B, H)."""
         c = self.config
         h = torch.tanh(self.latent_to_hidden(z))
         return h.view(z.shape[0], c.decoder_layers, c.decoder_hidden_dim).transpose(0, 1).contiguous()
 
-    def decode_logits(self, z: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor, inputs: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced logits.  z (B, D), inputs (B, T) starting with ``<bos>`` -> (B, T, V)."""
+        z = append_condition(self, z, condition)
         emb = self.embedding(inputs)
         zs = z.unsqueeze(1).expand(-1, inputs.shape[1], -1)
         out, _ = self.decoder(torch.cat([emb, zs], dim=-1), self.init_hidden(z))
         return self.output(out)
 
     def forward(
-        self, ids: torch.Tensor, lengths: torch.Tensor, word_dropout: float = 0.0, sample_z: bool = True
+        self, ids: torch.Tensor, lengths: torch.Tensor, word_dropout: float = 0.0, sample_z: bool = True,
+        condition: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Training pass.  ids (B, T) -> logits (B, T-1, V), targets (B, T-1), mu, logvar, z."""
+        """Training pass.  ids (B, T) -> logits (B, T-1, V), targets (B, T-1), mu, logvar, z.
+
+        ``condition`` (B, 2k): the condition vectors both q(z|x,c) and p(x|z,c) see.
+        """
         t = int(lengths.max())
         ids = ids[:, :t]
-        mu, logvar = self.encode_ids(ids, lengths)
+        mu, logvar = self.encode_ids(ids, lengths, condition)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample_z else mu
         inputs, targets = ids[:, :-1], ids[:, 1:]
         if word_dropout > 0 and self.training:
             drop = (torch.rand(inputs.shape, device=inputs.device) < word_dropout) & (inputs != self.tokenizer.pad_id)
             drop[:, 0] = False  # keep <bos>
             inputs = inputs.masked_fill(drop, self.tokenizer.unk_id)
-        return {"logits": self.decode_logits(z, inputs), "targets": targets, "mu": mu, "logvar": logvar, "z": z}
+        return {"logits": self.decode_logits(z, inputs, condition), "targets": targets, "mu": mu, "logvar": logvar, "z": z}
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
@@ -163,12 +178,14 @@ class MolVAE(nn.Module):
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
         max_length: int | None = None,
+        condition: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode token ids from z (B, D).  Returns ids (B, T) with ``<bos>`` and ``<eos>``, and the
         NLL (B,) of the generated tokens under the model at temperature 1.
 
         ``method``: ``greedy`` or ``sample`` (with ``temperature``).  The first token always
         places an atom and every row ends with ``<eos>``, so every row decodes to a molecule.
+        ``condition`` (B, 2k): a conditional model's condition vectors (None: unknown).
         """
         if method not in ("greedy", "sample"):
             raise ValueError(f"unknown decoding method {method!r}; use greedy, sample or beam")
@@ -176,6 +193,7 @@ class MolVAE(nn.Module):
             raise ValueError("temperature must be > 0")
         tok = self.tokenizer
         max_length = max_length or tok.max_length
+        z = append_condition(self, z, condition)  # the decoder takes z and c together
         b = z.shape[0]
         h = self.init_hidden(z)
         current = torch.full((b,), tok.bos_id, dtype=torch.long, device=z.device)
@@ -212,10 +230,13 @@ class MolVAE(nn.Module):
         return out, nll
 
     @torch.no_grad()
-    def beam_search(self, z: torch.Tensor, beam_width: int = 5, max_length: int | None = None) -> torch.Tensor:
-        """Most likely token sequence per z by beam search: (B, D) -> ids (B, T)."""
+    def beam_search(
+        self, z: torch.Tensor, beam_width: int = 5, max_length: int | None = None, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Most likely token sequence per z by beam search: (B, D) -> ids (B, T); ``condition`` as in :meth:`generate`."""
         tok = self.tokenizer
         max_length = max_length or tok.max_length
+        z = append_condition(self, z, condition)
         b, k, v = z.shape[0], beam_width, self.config.vocab_size
         zk = z.repeat_interleave(k, dim=0)  # (B*K, D)
         h = self.init_hidden(zk)
@@ -263,12 +284,18 @@ class MolVAE(nn.Module):
 
     @torch.no_grad()
     def posterior(
-        self, smiles: Sequence[str] | str, batch_size: int = 512, progress: bool = False
+        self, smiles: Sequence[str] | str, batch_size: int = 512, progress: bool = False, condition=None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and log-variance, each (N, latent_dim); NaN rows for molecules that cannot be encoded."""
+        """Posterior mean and log-variance, each (N, latent_dim); NaN rows for molecules that cannot be encoded.
+
+        A conditional model's q(z|x,c) takes ``condition``: None (default) computes it from each
+        molecule's own properties; a mapping ``{name: value or N values}`` gives it (names left
+        out, and ``{}``, are unknown).  See :mod:`molvae.conditions`.
+        """
         if isinstance(smiles, str):
             smiles = [smiles]
         smiles = list(smiles)
+        cond = molecule_condition(self, smiles, condition)
         batch = self.tokenizer.encode(smiles)
         mu_out = np.full((len(smiles), self.latent_dim), np.nan, dtype=np.float32)
         logvar_out = mu_out.copy()
@@ -283,8 +310,9 @@ class MolVAE(nn.Module):
             for s in self._batches(len(batch), batch_size, "encode", progress):
                 ids = torch.as_tensor(batch.ids[s : s + batch_size], device=self.device)
                 lengths = torch.as_tensor(batch.lengths[s : s + batch_size], device=self.device)
-                mu, logvar = self.encode_ids(ids[:, : int(lengths.max())], lengths)
                 rows = batch.index[s : s + batch_size]
+                c = None if cond is None else torch.as_tensor(cond[rows], device=self.device)
+                mu, logvar = self.encode_ids(ids[:, : int(lengths.max())], lengths, c)
                 mu_out[rows] = mu.float().cpu().numpy()
                 logvar_out[rows] = logvar.float().cpu().numpy()
         finally:
@@ -293,15 +321,15 @@ class MolVAE(nn.Module):
 
     def encode(
         self, smiles: Sequence[str] | str, batch_size: int = 512, sample: bool = False, progress: bool = False,
-        seed: int | None = None,
+        seed: int | None = None, condition=None,
     ) -> np.ndarray:
         """Posterior means (N, latent_dim) of ``smiles``.
 
         Molecules the tokenizer rejects get a row of NaN and are counted in the log (the
         reasons: ``model.tokenizer.encode(smiles).failures``).  ``sample=True`` draws z
-        from q(z|x) instead of taking the mean.
+        from q(z|x) instead of taking the mean.  ``condition``: as in :meth:`posterior`.
         """
-        mu, logvar = self.posterior(smiles, batch_size=batch_size, progress=progress)
+        mu, logvar = self.posterior(smiles, batch_size=batch_size, progress=progress, condition=condition)
         if not sample:
             return mu
         rng = np.random.default_rng(seed)
@@ -315,14 +343,12 @@ class MolVAE(nn.Module):
         cache = self.__dict__.setdefault("_smiles_cache", {})
         if len(cache) > 200_000:
             cache.clear()
-        smiles, faithful = [], []
-        for s in selfies:
-            hit = cache.get(s, _MISSING)
-            if hit is _MISSING:
-                smi = selfies_to_smiles(s)
-                hit = cache[s] = (smi, is_faithful(s, smi))
-            smiles.append(hit[0])
-            faithful.append(hit[1])
+        todo = list(dict.fromkeys(s for s in selfies if s not in cache))
+        # large batches (sampling) are spread over forked worker processes (molvae.parallel)
+        for s, hit in zip(todo, chunked_map(decode_strings, todo, min_chunk=512)):
+            cache[s] = hit
+        smiles = [cache[s][0] for s in selfies]
+        faithful = [cache[s][1] for s in selfies]
         return selfies, smiles, faithful
 
     @torch.no_grad()
@@ -336,8 +362,12 @@ class MolVAE(nn.Module):
         batch_size: int = 1024,
         progress: bool = False,
         precision: str = "auto",
+        condition=None,
     ) -> pd.DataFrame:
         """Decode latent points (N, D) -> DataFrame (smiles, selfies, valid, faithful, nll).
+
+        ``condition`` (conditional models): a mapping ``{name: value or N values}`` or condition
+        vectors (N, 2k) (:mod:`molvae.conditions`); None or names left out: unknown.
 
         ``faithful``: the SELFIES string is the tokenizer's own spelling of its molecule
         (:func:`molvae.tokenizer.is_faithful`), i.e. SELFIES did not repair it.
@@ -355,6 +385,7 @@ class MolVAE(nn.Module):
             raise ValueError(f"z has {z.shape[1]} dimensions, the model {self.latent_dim}")
         if not torch.isfinite(z).all():
             raise ValueError("z contains NaN or inf (a molecule that failed to encode?)")
+        cond = condition_tensor(self, condition, len(z))
         gen = None
         if seed is not None:
             gen = torch.Generator(device=self.device)
@@ -365,12 +396,14 @@ class MolVAE(nn.Module):
         try:
             for s in self._batches(len(z), batch_size, "decode", progress):
                 zb = z[s : s + batch_size].to(self.device)
+                cb = None if cond is None else cond[s : s + batch_size]
                 if method == "beam":
-                    ids = self.beam_search(zb, beam_width)
+                    ids = self.beam_search(zb, beam_width, condition=cb)
                     nll = torch.full((len(zb),), float("nan"))
                 else:
                     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-                        ids, nll = self.generate(zb, method=method, temperature=temperature, generator=gen)
+                        ids, nll = self.generate(zb, method=method, temperature=temperature, generator=gen,
+                                                 condition=cb)
                 selfies, smiles, faithful = self._decode_ids(ids.cpu().numpy())
                 frames.append(
                     pd.DataFrame(
@@ -406,6 +439,8 @@ class MolVAE(nn.Module):
         faithful: bool = True,
         prior: str = "auto",
         max_draws: int | None = None,
+        precision: str = "auto",
+        condition: dict[str, float] | None = None,
     ) -> pd.DataFrame:
         """Draw ``n`` molecules: z from the prior, then decode.  DataFrame: smiles, selfies, valid, faithful, nll.
 
@@ -415,12 +450,16 @@ class MolVAE(nn.Module):
         molecule: :class:`molvae.sampling.SamplingError` beyond); ``faithful=False`` decodes
         ``n`` points and keeps every row.  ``prior``: ``auto`` (the learned prior when the model
         has one, else N(0, I)), ``learned`` or ``standard``.  ``df.attrs``: ``n_drawn``,
-        ``acceptance_rate``, ``prior``.
+        ``acceptance_rate``, ``prior``.  ``precision``: as in :meth:`decode_z` (``auto``: bf16
+        autocast where the device does bf16 natively).  ``condition`` (a conditional model's
+        property targets, e.g. ``{"logp": 2.5, "qed": 0.85}``; properties left out are
+        marginalized): z from N(0, I), decoded with p(x|z,c).
         """
         from .sampling import sample
 
         return sample(self, n, temperature=temperature, seed=seed, batch_size=batch_size, method=method,
-                      progress=progress, faithful=faithful, prior=prior, max_draws=max_draws)
+                      progress=progress, faithful=faithful, prior=prior, max_draws=max_draws, precision=precision,
+                      condition=condition)
 
     def sample_iter(
         self,
@@ -432,6 +471,7 @@ class MolVAE(nn.Module):
         batch_size: int = 1024,
         faithful: bool = True,
         prior: str = "auto",
+        condition: dict[str, float] | None = None,
     ):
         """Yield ``n`` samples as DataFrames of at most ``chunk_size`` rows (memory stays flat in ``n``).
 
@@ -441,7 +481,7 @@ class MolVAE(nn.Module):
             m = min(chunk_size, n - start)
             chunk_seed = None if seed is None else int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
             yield self.sample(m, temperature=temperature, seed=chunk_seed, batch_size=batch_size, method=method,
-                              progress=False, faithful=faithful, prior=prior)
+                              progress=False, faithful=faithful, prior=prior, condition=condition)
 
     def reconstruct(
         self, smiles: Sequence[str] | str, method: str = "greedy", beam_width: int = 5, progress: bool = False
@@ -500,12 +540,14 @@ class MolVAE(nn.Module):
         return df
 
     def neighbors(
-        self, smiles: str, n: int = 10, radius: float = 0.5, seed: int = 0, max_tries: int = 20
+        self, smiles: str, n: int = 10, radius: float = 0.5, seed: int = 0, max_tries: int = 20,
+        faithful: bool = False,
     ) -> pd.DataFrame:
         """Up to ``n`` distinct molecules decoded (greedy) from points near ``smiles``'s latent mean.
 
         Points are drawn as z + radius * N(0, I); DataFrame sorted by latent distance with
-        smiles, distance and Tanimoto similarity to the query.
+        smiles, distance and Tanimoto similarity to the query.  ``faithful=True`` keeps only
+        decodes that SELFIES did not have to repair (see :meth:`sample`).
         """
         from .chem import standardize
         from .properties import similarity
@@ -519,7 +561,10 @@ class MolVAE(nn.Module):
         for _ in range(max_tries):
             eps = rng.standard_normal((max(2 * n, 16), self.latent_dim)).astype(np.float32)
             pts = z0 + radius * eps
-            for s, d in zip(self.decode(pts), np.linalg.norm(pts - z0, axis=1)):
+            dec = self.decode_z(pts)
+            for s, ok, d in zip(dec.smiles, dec.faithful, np.linalg.norm(pts - z0, axis=1)):
+                if faithful and not ok:
+                    continue
                 if s and s != query and (s not in found or d < found[s]):
                     found[s] = float(d)
             if len(found) >= n:
@@ -567,17 +612,24 @@ class MolVAE(nn.Module):
     def checkpoint_dict(self, state: dict | None = None, metadata: dict | None = None, **extra) -> dict:
         meta = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         meta.update(metadata or {})
+        config = dataclasses.asdict(self.config)
+        if not config["n_conditions"]:  # an unconditional checkpoint stays as earlier versions wrote it
+            del config["n_conditions"]
+        elif self.conditions is None:
+            raise ValueError("a conditional model needs its condition statistics (model.conditions) to be saved")
         ckpt = {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,
             "molvae_version": __version__,
-            "model_config": dataclasses.asdict(self.config),
+            "model_config": config,
             "tokenizer": self.tokenizer.to_dict(),
             "state_dict": state if state is not None else {k: v.detach().cpu() for k, v in self.state_dict().items()},
             "metadata": meta,
         }
         if self.prior is not None:
             ckpt["prior"] = self.prior.to_dict()
+        if self.conditions is not None:
+            ckpt["conditions"] = self.conditions.to_dict()  # names, means, stds: plain lists
         ckpt.update(extra)
         return ckpt
 
@@ -595,6 +647,7 @@ class MolVAE(nn.Module):
             if not isinstance(metadata, dict):
                 raise TypeError("metadata must be a mapping")
             model.metadata = dict(metadata)
+            model.conditions = spec_from_checkpoint(ckpt, model.config)
             if ckpt.get("prior") is not None:
                 try:
                     prior = GaussianMixturePrior.from_dict(ckpt["prior"])

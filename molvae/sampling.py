@@ -6,12 +6,17 @@ tokenizer spells it, so SELFIES did not have to repair the string) and redraws t
 with a bound on the number of draws so that a model that rarely spells a molecule
 faithfully fails with a clear error instead of looping.  z is drawn from the model's learned
 prior when it has one (``molvae.prior``), else from N(0, I).
+
+Conditional sampling (``condition={"logp": 2.5}``, a model trained with conditions:
+:mod:`molvae.conditions`) draws z from N(0, I) -- the prior q(z|x,c) was trained against --
+and decodes with p(x|z,c); a learned prior (the aggregate posterior) is not used there.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,10 +41,18 @@ class SamplingError(RuntimeError):
     """Sampling cannot deliver what was asked (e.g. too few faithful molecules within the draw bound)."""
 
 
-def resolve_prior(model: MolVAE, prior: str) -> str:
-    """``"learned"`` or ``"standard"`` for ``prior`` in :data:`PRIORS` (``auto``: learned when the model has one)."""
+def resolve_prior(model: MolVAE, prior: str, conditional: bool = False) -> str:
+    """``"learned"`` or ``"standard"`` for ``prior`` in :data:`PRIORS` (``auto``: learned when the model has one).
+
+    ``conditional``: sampling for a property condition, which always uses N(0, I).
+    """
     if prior not in PRIORS:
         raise ValueError(f"unknown prior {prior!r}; use one of {', '.join(PRIORS)}")
+    if conditional:
+        if prior == "learned":
+            raise ValueError("conditional sampling draws z from N(0, I), the prior q(z|x,c) was trained against; "
+                             "a learned prior is not used with a condition (use prior='standard' or 'auto')")
+        return "standard"
     has = getattr(model, "prior", None) is not None
     if prior == "learned" and not has:
         raise ValueError("this model has no learned prior: fit one with molvae.fit_prior (CLI: molvae fit-prior) or use prior='standard'")
@@ -70,20 +83,32 @@ def sample(
     faithful: bool = True,
     prior: str = "auto",
     max_draws: int | None = None,
+    precision: str = "auto",
+    condition: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """``n`` molecules: DataFrame smiles, selfies, valid, faithful, nll (see ``MolVAE.sample``).
 
     ``df.attrs`` holds ``n_drawn`` (latent points decoded), ``acceptance_rate`` (the fraction
-    of them that were faithful) and ``prior`` (the one used).
+    of them that were faithful), ``prior`` (the one used) and ``condition`` (the targets asked
+    for, or None).  ``condition``: property targets of a conditional model, one value per
+    name (names left out are marginalized).
     """
     if n < 0:
         raise ValueError("n must be >= 0")
-    which = resolve_prior(model, prior)
+    if condition is not None:
+        from .conditions import condition_tensor
+
+        if not isinstance(condition, Mapping):
+            raise ValueError(f"condition must map property names to targets, e.g. {{'logp': 2.5}}; got {condition!r}")
+        condition_tensor(model, condition, 1)  # unknown names, or an unconditional model: fail before drawing
+        condition = {k: float(v) for k, v in condition.items()}
+    which = resolve_prior(model, prior, conditional=condition is not None)
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
     if not faithful:
         df = model.decode_z(draw_latent(model, n, which, gen), method=method, temperature=temperature, seed=seed,
-                            batch_size=batch_size, progress=progress)
-        df.attrs.update(n_drawn=n, acceptance_rate=float(df["faithful"].mean()) if n else float("nan"), prior=which)
+                            batch_size=batch_size, progress=progress, precision=precision, condition=condition)
+        df.attrs.update(n_drawn=n, acceptance_rate=float(df["faithful"].mean()) if n else float("nan"), prior=which,
+                        condition=condition)
         return df
     limit = int(max_draws) if max_draws is not None else max(MAX_DRAWS_PER_MOLECULE * n, 1000)
     frames: list[pd.DataFrame] = []
@@ -105,7 +130,7 @@ def sample(
                 )
             z = draw_latent(model, m, which, gen)
             df = model.decode_z(z, method=method, temperature=temperature, seed=_round_seed(seed, i),
-                                batch_size=batch_size, progress=False)
+                                batch_size=batch_size, progress=False, precision=precision, condition=condition)
             drawn += m
             n_faithful += int(df["faithful"].sum())
             keep = df[df["faithful"]].head(need)
@@ -116,7 +141,7 @@ def sample(
         bar.close()
     out = pd.concat(frames, ignore_index=True) if frames else model.decode_z(np.zeros((0, model.latent_dim)))
     rate = n_faithful / drawn if drawn else float("nan")
-    out.attrs.update(n_drawn=drawn, acceptance_rate=rate, prior=which)
+    out.attrs.update(n_drawn=drawn, acceptance_rate=rate, prior=which, condition=condition)
     logger.info("sampled %d faithful molecules from %d latent points (acceptance %.3f, %s prior)", len(out), drawn,
                 rate, which)
     return out

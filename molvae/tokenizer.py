@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .chem import MAX_SMILES_LENGTH, canonical, standardize
 
-__all__ = ["SelfiesTokenizer", "TokenizationError", "EncodedBatch", "SPECIAL_TOKENS", "is_faithful"]
+__all__ = ["SelfiesTokenizer", "TokenizationError", "EncodedBatch", "SPECIAL_TOKENS", "is_faithful", "decode_strings"]
 
 logger = logging.getLogger(__name__)
 
@@ -367,3 +367,12 @@ def is_faithful(selfies: str, smiles: str | None) -> bool:
         return sf.encoder(smiles, strict=True) == selfies
     except Exception:  # a molecule the SELFIES encoder refuses cannot be the training form
         return False
+
+
+def decode_strings(selfies: list[str]) -> list[tuple[str | None, bool]]:
+    """``(canonical SMILES or None, faithful)`` of each SELFIES string (see :func:`is_faithful`)."""
+    out = []
+    for s in selfies:
+        smi = selfies_to_smiles(s)
+        out.append((smi, is_faithful(s, smi)))
+    return out

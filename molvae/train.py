@@ -2,7 +2,16 @@
 
 Files in the run folder: ``config.toml`` (resolved, written before training), ``split.npz``
 (validation indices), ``metrics.csv``, ``last.pt`` (for resume), ``best.pt`` (best
-validation ELBO).  Checkpoints are written atomically.
+validation ELBO), and for a conditional model ``conditions.npz`` (the training molecules'
+property values, computed once).  Checkpoints are written atomically.
+
+A conditional VAE (``conditions=[...]``, :mod:`molvae.conditions`): the properties are
+computed once for the training set, molecules where one cannot be computed are counted and
+left out, the values are standardized with the training rows' mean and std (kept in the
+checkpoint), and each step masks each property of each molecule with probability
+``condition_dropout``.  Fine-tuning from an unconditional model (``init_from``) copies its
+weights and starts the new condition inputs at zero, so step 0 computes the base model's
+function; from a conditional model, its conditions and statistics are kept.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
+from . import conditions as cond_mod
 from .chem import canonical
 from .config import ModelConfig, TrainConfig, from_dict, save_config
 from .data import BucketBatchSampler, TokenData, tokenize_file
@@ -86,6 +96,7 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
 
 
 def _to_batch(data: TokenData, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and lengths of rows ``idx``, in sorted row order (condition rows must use ``np.sort(idx)`` too)."""
     idx = np.sort(idx)  # sorted reads are faster on a memory map
     lengths = torch.as_tensor(data.lengths[idx].astype(np.int64))
     width = int(lengths.max())
@@ -103,8 +114,17 @@ def evaluate_model(
     n_prior: int = 1000,
     train_smiles: set[str] | None = None,
     seed: int = 0,
+    conditions: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Validation ELBO parts, token accuracy, collapse diagnostics, reconstruction and prior-sample quality."""
+    """Validation ELBO parts, token accuracy, collapse diagnostics, reconstruction and prior-sample quality.
+
+    ``conditions`` (len(data), 2k): a conditional model's condition vectors per data row (all
+    properties known); prior samples are drawn with the condition unknown.
+    """
+
+    def cond_rows(rows: np.ndarray) -> torch.Tensor | None:
+        return None if conditions is None else torch.as_tensor(conditions[np.sort(rows)], device=device)
+
     model.eval()
     device = model.device
     totals = {"recon": 0.0, "kl": 0.0, "correct": 0, "tokens": 0}
@@ -112,10 +132,11 @@ def evaluate_model(
     gen = torch.Generator(device="cpu").manual_seed(seed)
     for s in range(0, len(idx), batch_size):
         ids, lengths = _to_batch(data, idx[s : s + batch_size], device)
-        mu, logvar = model.encode_ids(ids, lengths)
+        c = cond_rows(idx[s : s + batch_size])
+        mu, logvar = model.encode_ids(ids, lengths, c)
         eps = torch.randn(mu.shape, generator=gen).to(device)
         z = mu + eps * torch.exp(0.5 * logvar)
-        logits = model.decode_logits(z, ids[:, :-1])
+        logits = model.decode_logits(z, ids[:, :-1], c)
         out = elbo_loss(logits, ids[:, 1:], mu, logvar, beta=1.0, free_bits=0.0)
         n = len(ids)
         totals["recon"] += float(out["recon"]) * n
@@ -143,8 +164,9 @@ def evaluate_model(
     ridx = idx[:n_reconstruct]
     if len(ridx):
         ids, lengths = _to_batch(data, ridx, device)
-        mu, _ = model.encode_ids(ids, lengths)
-        out_ids, _ = model.generate(mu, method="greedy")
+        c = cond_rows(ridx)
+        mu, _ = model.encode_ids(ids, lengths, c)
+        out_ids, _ = model.generate(mu, method="greedy", condition=c)
         want = model.tokenizer.decode_selfies(ids.cpu().numpy())
         got = model.tokenizer.decode_selfies(out_ids.cpu().numpy())
         result["recon_exact"] = float(np.mean([a == b for a, b in zip(want, got)]))
@@ -216,12 +238,15 @@ def train(
     resume: bool = False,
     progress: bool = True,
     stop_after_steps: int | None = None,
+    conditions: Sequence[str] | None = None,
 ) -> MolVAE:
     """Train a VAE on ``smiles`` into ``out_dir`` and return the best model (by validation ELBO).
 
     ``resume=True`` continues from ``out_dir/last.pt`` with its stored configuration, so a
     stopped run goes on exactly where it was.  ``stop_after_steps`` ends the run after that
-    many optimizer steps in total (used for tests of interruption).
+    many optimizer steps in total (used for tests of interruption).  ``conditions``: property
+    names (:mod:`molvae.properties`) for a conditional VAE, e.g. ``["logp", "qed"]``; it
+    overrides ``train_config.conditions`` (see the module docstring).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -235,18 +260,35 @@ def train(
         if missing:
             raise TrainingError(f"--resume: {last_path} holds a model but no training state ({', '.join(missing)} missing)")
         model_config = from_dict(ModelConfig, ckpt["model_config"])
-        train_config = from_dict(TrainConfig, ckpt["train_config"])
+        stored = from_dict(TrainConfig, ckpt["train_config"])
+        if conditions is not None and cond_mod.check_names(conditions) != stored.conditions:
+            raise TrainingError(f"--resume: the run conditions on {list(stored.conditions)}, not {list(conditions)}")
+        train_config, conditions = stored, None
     model_config = model_config or ModelConfig()
     cfg = train_config or TrainConfig()
+    if conditions is not None:
+        cfg = dataclasses.replace(cfg, conditions=tuple(conditions))
+    if cfg.conditions:
+        cfg = dataclasses.replace(cfg, conditions=cond_mod.check_names(cfg.conditions))
     init_model = None
     if cfg.init_from and ckpt is None:
         init_model = _load_init_model(cfg.init_from)
         sizes = {k: v for k, v in dataclasses.asdict(model_config).items() if k not in ("vocab_size", "max_length")}
+        sizes.pop("n_conditions")  # set by the conditions, not a size
         kept = {k: v for k, v in dataclasses.asdict(init_model.config).items() if k in sizes}
         if sizes != kept:
             logger.warning("init_from=%s: its model sizes are kept (%s); the [model] settings given are not used",
                            cfg.init_from, ", ".join(f"{k}={v}" for k, v in kept.items() if sizes[k] != v))
         model_config = init_model.config
+        if init_model.conditions is not None:  # a conditional base: its conditions and statistics go on
+            if cfg.conditions and cfg.conditions != init_model.conditions.names:
+                raise ValueError(f"init_from={cfg.init_from} conditions on {list(init_model.conditions.names)}, "
+                                 f"not {list(cfg.conditions)}: fine-tune with its conditions")
+            cfg = dataclasses.replace(cfg, conditions=init_model.conditions.names)
+    if model_config.n_conditions and model_config.n_conditions != len(cfg.conditions):
+        raise ValueError(f"model_config.n_conditions={model_config.n_conditions} but {len(cfg.conditions)} condition "
+                         "names are given (set conditions; n_conditions follows from them)")
+    model_config = dataclasses.replace(model_config, n_conditions=len(cfg.conditions))
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
@@ -281,23 +323,45 @@ def train(
         raise ValueError("need at least 2 tokenizable molecules to train")
     model = MolVAE(data.tokenizer, model_config).to(device)
     model_config = model.config
+    usable = np.arange(len(data))
+    values = None  # raw property values per data row (conditional models)
+    if cfg.conditions:
+        values = _condition_values(out, data, smiles, cfg.conditions, data_hash, progress, rank)
+        usable = np.flatnonzero(np.isfinite(values).all(axis=1))
+        if len(usable) < 2:
+            raise ValueError(f"need at least 2 molecules whose {', '.join(cfg.conditions)} RDKit can compute")
     if init_model is not None:
-        model.load_state_dict(init_model.state_dict())
+        if cfg.conditions and init_model.conditions is None:  # unconditional base: condition inputs start at zero
+            model.load_state_dict(cond_mod.widen_state(init_model.state_dict(), model.state_dict()))
+        else:
+            model.load_state_dict(init_model.state_dict())
+        model.conditions = init_model.conditions
         logger.info("initialized from %s (%d of %d molecules fit its vocabulary and length)",
                     cfg.init_from, len(data), data.n_input)
         del init_model
 
-    # validation split: fixed by the seed, saved with the run
-    perm = np.random.default_rng(cfg.seed).permutation(len(data))
-    n_val = min(cfg.max_val, int(round(cfg.val_fraction * len(data))))
+    # validation split: fixed by the seed, saved with the run (over the rows whose conditions are known)
+    perm = usable[np.random.default_rng(cfg.seed).permutation(len(usable))]
+    n_val = min(cfg.max_val, int(round(cfg.val_fraction * len(usable))))
     if cfg.val_fraction > 0:
         n_val = max(n_val, 1)
-    if len(data) - n_val < 1:
+    if len(usable) - n_val < 1:
         n_val = 0
     val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     if n_val == 0:  # no held-out split asked for: diagnostics on (part of) the training set
         val_idx = train_idx[: min(len(train_idx), cfg.max_val)]
         logger.info("val_fraction=0: validation metrics are computed on training molecules")
+    cond_std = cond_full = None  # standardized values (N, k) and full condition vectors (N, 2k) per data row
+    if cfg.conditions:
+        if ckpt is not None:
+            model.conditions = cond_mod.spec_from_checkpoint(ckpt, model_config)
+        elif model.conditions is None:
+            model.conditions = cond_mod.ConditionSpec.fit(cfg.conditions, values[train_idx])
+        spec = model.conditions
+        cond_full = spec.vector(np.where(np.isfinite(values), values, 0.0))
+        cond_std = cond_full[:, : len(spec.names)]
+        logger.info("conditions %s: mean %s, std %s", ", ".join(spec.names),
+                    ", ".join(f"{m:.3g}" for m in spec.mean), ", ".join(f"{s:.3g}" for s in spec.std))
     if rank == 0:
         np.savez(out / "split.npz", val=data.index[val_idx], train=data.index[train_idx])
         if not resume:
@@ -359,7 +423,8 @@ def train(
             flag = torch.zeros(1)
             dist.broadcast(flag, src=0)
             return bool(flag.item())
-        res = evaluate_model(model, data, val_idx, n_prior=cfg.n_prior_samples, train_smiles=train_set, seed=cfg.seed)
+        res = evaluate_model(model, data, val_idx, n_prior=cfg.n_prior_samples, train_smiles=train_set, seed=cfg.seed,
+                             conditions=cond_full)
         row = {"step": step, "epoch": epoch, "phase": "val", "beta": beta_at(step), "lr": opt.param_groups[0]["lr"],
                "elapsed_s": round(time.time() - t_start, 1)}
         row.update(res)
@@ -396,12 +461,15 @@ def train(
             batches = sampler.batches()
             for b in range(start_batch, len(batches)):
                 ids, lengths = _to_batch(data, train_idx[batches[b]], device)
+                c = None
+                if cond_std is not None:  # each property masked (unknown) with probability condition_dropout
+                    c = cond_mod.mask_conditions(cond_std[np.sort(train_idx[batches[b]])], cfg.condition_dropout, device)
                 lr = cfg.lr * _lr_factor(step, total_steps, cfg)
                 for g in opt.param_groups:
                     g["lr"] = lr
                 beta = beta_at(step)
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    res = net(ids, lengths, word_dropout=cfg.word_dropout)
+                    res = net(ids, lengths, word_dropout=cfg.word_dropout, condition=c)
                     losses = elbo_loss(res["logits"], res["targets"], res["mu"], res["logvar"], beta, cfg.free_bits)
                 loss = losses["loss"]
                 out_of_time = bool(cfg.max_hours and time.time() - t_start > cfg.max_hours * 3600)
@@ -474,6 +542,31 @@ def train(
 
             dist.destroy_process_group()
     return _finish(model, best_path, device)
+
+
+def _condition_values(
+    out: Path, data: TokenData, smiles: Sequence[str], names: Sequence[str], data_hash: str, progress: bool, rank: int
+) -> np.ndarray:
+    """Raw property values (len(data), k) of the tokenized training molecules, NaN where RDKit fails.
+
+    Computed once per run and kept in ``out/conditions.npz`` (a resumed run reads them back).
+    """
+    path = out / "conditions.npz"
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                if (f["names"].tolist() == list(names) and str(f["data_hash"]) == data_hash
+                        and f["values"].shape == (len(data), len(names))):
+                    return f["values"]
+        except (OSError, KeyError, ValueError) as err:
+            logger.warning("%s is unreadable (%s): computing the properties again", path, err)
+    rows = [smiles[i] for i in data.index]
+    values, _ = cond_mod.training_values(rows, names, progress=progress)
+    if rank == 0:
+        tmp = out / f".conditions.tmp{os.getpid()}.npz"
+        np.savez(tmp, names=np.array(list(names)), data_hash=np.array(data_hash), values=values)
+        os.replace(tmp, path)
+    return values
 
 
 def _load_init_model(source: str) -> MolVAE:

@@ -357,9 +357,10 @@ def test_neighbors_drop_the_query_and_duplicates(model, monkeypatch):
     pool = [canon, "CCO", canon, "CCN", "CCO", "c1ccccc1", "CCCl"]
 
     def fake_decode(z, method="greedy", **kwargs):
-        return [pool[i % len(pool)] for i in range(len(z))]
+        smiles = [pool[i % len(pool)] for i in range(len(z))]
+        return pd.DataFrame({"smiles": smiles, "faithful": [s != "CCCl" for s in smiles]})
 
-    monkeypatch.setattr(model, "decode", fake_decode)
+    monkeypatch.setattr(model, "decode_z", fake_decode)
     df = model.neighbors("c1ccccc1OCC", n=3, radius=0.5, seed=1)  # the query, written non-canonically
     assert len(df) == 3
     assert canon not in set(df.smiles) and df.smiles.is_unique
@@ -367,8 +368,11 @@ def test_neighbors_drop_the_query_and_duplicates(model, monkeypatch):
     assert df.similarity.between(0.0, 1.0).all()
     everything = model.neighbors(query, n=10, radius=0.5, seed=1)
     assert set(everything.smiles) == {"CCO", "CCN", "c1ccccc1", "CCCl"}
+    # faithful=True leaves out what SELFIES had to repair (here: the fake marks CCCl so)
+    assert set(model.neighbors(query, n=10, radius=0.5, seed=1, faithful=True).smiles) == {"CCO", "CCN", "c1ccccc1"}
 
-    monkeypatch.setattr(model, "decode", lambda z, **kw: [canon] * len(z))
+    monkeypatch.setattr(model, "decode_z", lambda z, **kw: pd.DataFrame({"smiles": [canon] * len(z),
+                                                                         "faithful": [True] * len(z)}))
     assert len(model.neighbors(query, n=3, max_tries=2)) == 0
 
 

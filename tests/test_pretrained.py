@@ -1,4 +1,6 @@
-"""Regression tests of the model shipped in molvae/pretrained/moses.pt."""
+"""Regression tests of the models shipped in molvae/pretrained/: ``moses`` (encoding,
+reconstruction, optimization) and ``moses-sampler`` (sampling), pinned to their measured figures
+(benchmarks/RESULTS.md) with margins for the smaller samples here."""
 
 import numpy as np
 import pytest
@@ -6,6 +8,11 @@ import torch
 
 import molvae as mv
 from molvae.chem import to_mol
+
+# measured figures of the shipped models (benchmarks/RESULTS.md), filled in from the benchmarks
+RECON_SEARCH = None
+ACCEPT_SAMPLER = None
+FILTERS_SAMPLER = None
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +51,50 @@ def test_sampling_is_deterministic(model, samples):
 
 
 def test_reconstructs_known_drug_like_molecules(model):
-    test = mv.load_dataset("moses", "test", limit=200)
+    test = mv.load_dataset("moses", "test", limit=300)
     rec = model.reconstruct(test)
     assert rec.encoded.all()
-    # The CPU-trained model reconstructs few molecules exactly (~5%, see RESULTS.md), but its
-    # reconstructions resemble their inputs far more than unrelated molecules do.
+    # measured: RECON_SEARCH of 10,000 MOSES test molecules reconstructed exactly (greedy); a
+    # collapsed or damaged model falls far below
+    assert rec.exact.mean() >= RECON_SEARCH - 0.08
     own = [mv.properties.similarity([r], c)[0] for c, r in zip(rec.canonical, rec.reconstruction)]
     shuffled = [mv.properties.similarity([r], c)[0] for c, r in zip(rec.canonical, np.roll(rec.reconstruction, 1))]
-    assert rec.exact.mean() >= 0.02
-    assert np.mean(own) > 1.5 * np.mean(shuffled)
+    assert np.mean(own) > 3 * np.mean(shuffled)
     z = model.encode(test[:10])
     assert np.isfinite(z).all() and z.shape == (10, model.latent_dim)
+
+
+# ----------------------------------------------------------------------------- the sampling model
+@pytest.fixture(scope="module")
+def sampler():
+    return mv.load_pretrained("moses-sampler", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def sampler_samples(sampler):
+    return sampler.sample(1000, seed=0, progress=False)
+
+
+def test_sampler_ships_with_a_learned_prior(sampler):
+    ckpt = torch.load(mv.paths.pretrained_dir() / "moses-sampler.pt", map_location="cpu", weights_only=True)
+    assert ckpt["prior"]["kind"] == sampler.prior.kind
+    assert sampler.prior.dim == sampler.latent_dim
+    assert sampler.tokenizer == mv.load_pretrained(device="cpu").tokenizer
+
+
+def test_sampler_samples_are_faithful_drug_like_and_novel(sampler_samples):
+    df = sampler_samples
+    assert len(df) == 1000 and df.valid.all() and df.faithful.all()
+    assert df.attrs["prior"] == "learned"
+    # measured on 30,000 x 3 seeds (RESULTS.md): acceptance ACCEPT_SAMPLER, Filters FILTERS_SAMPLER
+    assert df.attrs["acceptance_rate"] >= ACCEPT_SAMPLER - 0.05
+    assert mv.metrics.fraction_passes_filters(df.smiles, n_jobs=1) >= FILTERS_SAMPLER - 0.03
+    assert df.smiles.nunique() >= 995
+    train = set(mv.load_dataset("moses", "train", limit=200_000))
+    assert np.mean([s not in train for s in df.smiles]) >= 0.9
+
+
+def test_faithful_samples_pass_the_filters_more_often_than_unfiltered_ones(sampler, sampler_samples):
+    raw = sampler.sample(1000, seed=0, progress=False, faithful=False, prior="standard")
+    assert mv.metrics.fraction_passes_filters(sampler_samples.smiles, n_jobs=1) > mv.metrics.fraction_passes_filters(
+        raw.smiles, n_jobs=1) + 0.05

@@ -166,3 +166,51 @@ def test_a_damaged_prior_in_a_checkpoint_is_refused(with_prior, tmp_path):
         MolVAE.from_checkpoint(ckpt, device="cpu")
     with pytest.raises(ValueError, match="positive scales"):
         GaussianMixturePrior(torch.zeros(1), torch.zeros(1, 2), scales=torch.tensor([[1.0, -1.0]]))
+
+
+# ----------------------------------------------------------------------------- worker processes
+UNGUARDED_SCRIPT = """
+import sys, torch
+import molvae as mv
+torch.set_num_threads(1)
+model = mv.load_pretrained(device="cpu")
+df = model.sample(1500, seed=7, progress=False, faithful=False, batch_size=1500)
+df[["smiles", "faithful"]].to_csv(sys.argv[1], index=False)
+"""
+
+
+def test_an_unguarded_script_decodes_large_batches_in_worker_processes(tmp_path):
+    """A plain script (no ``if __name__ == "__main__":``) that decodes a batch big enough for the
+    worker pool runs to the end, and the pool gives what the calling process alone gives."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "plain.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    frames = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out{jobs}.csv"
+        env = dict(os.environ, MOLVAE_JOBS=jobs, OMP_NUM_THREADS="1")
+        proc = subprocess.run([sys.executable, str(script), str(out)], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        frames[jobs] = pd.read_csv(out)
+    assert len(frames["2"]) == 1500 and frames["2"].smiles.notna().all()
+    assert 0 < frames["2"].faithful.sum() < 1500
+    pd.testing.assert_frame_equal(frames["1"], frames["2"])
+
+
+def test_the_pool_splits_work_in_order_and_falls_back_in_process(monkeypatch):
+    from molvae import parallel
+
+    items = [f"[C]{'[C]' * (i % 7)}" for i in range(3000)]
+    expected = [(selfies_to_smiles(s), is_faithful(s, selfies_to_smiles(s))) for s in items]
+    from molvae.tokenizer import decode_strings
+
+    assert parallel.chunked_map(decode_strings, items, n_jobs=2, min_chunk=256) == expected
+    assert parallel.chunked_map(decode_strings, items, n_jobs=1) == expected
+    monkeypatch.setattr(parallel.sys, "platform", "darwin")  # no fork: in the calling process
+    assert parallel.chunked_map(decode_strings, items, n_jobs=2) == expected
+    monkeypatch.setenv("MOLVAE_JOBS", "3")
+    assert parallel.default_jobs() == 3
