@@ -67,13 +67,15 @@ def main() -> None:
     ap.add_argument("--no-faithful", dest="faithful", action="store_false")
     ap.add_argument("--compare", action="store_true",
                     help="also one seed with the standard prior and one without the faithfulness filter")
+    ap.add_argument("--references", nargs="+", default=["test", "test_scaffolds"],
+                    help="MOSES reference sets (the first time, each costs about 20 CPU-minutes of statistics)")
     ap.add_argument("--search-model", default="moses", help="shipped model (or path) for the reconstruction diagnostics")
     ap.add_argument("--json", default="benchmarks/moses_report.json")
     args = ap.parse_args()
 
     def run(seeds, prior, faithful):
         ns = argparse.Namespace(
-            n=args.n, seed=seeds, temperature=1.0, smiles=None, column=None, reference=["test", "test_scaffolds"],
+            n=args.n, seed=seeds, temperature=1.0, smiles=None, column=None, reference=args.references,
             train="moses", max_reference=None, n_reconstruct=0, model=args.model, device="auto", quiet=False,
             faithful=faithful, prior=prior,
         )
@@ -101,6 +103,7 @@ def main() -> None:
     lat = report.get("latent", {})
     cmd = (f"python benchmarks/moses.py --n {args.n} --seeds {' '.join(map(str, args.seeds))} "
            f"--n-reconstruct {args.n_reconstruct}" + (" --compare" if args.compare else "")
+           + ("" if args.references == ["test", "test_scaffolds"] else f" --references {' '.join(args.references)}")
            + ("" if args.faithful else " --no-faithful") + ("" if args.prior == "auto" else f" --prior {args.prior}"))
     body = [
         "## MOSES metrics of the shipped model (`benchmarks/moses.py`)",

@@ -4,14 +4,19 @@
 #   stage 2:  benchmarks/train_moses_finetune.toml  (from stage 1, one pass over all 1.58M
 #             molecules, free bits 0.5)                                                  -> RUN_DIR_ft
 #   stage 3a: benchmarks/train_moses_sampler.toml   (from stage 2, free bits 0.1, bf16)      -> RUN_DIR_sampler
-#             + a learned prior (32-component GMM on 100k training posteriors)
-#             -> molvae/pretrained/moses-sampler.pt  (what `sample` uses by default)
+#             -> molvae/pretrained/moses-sampler.pt  (what `sample` uses by default; N(0, I) prior:
+#                a learned one measured no better for it, benchmarks/sample_quality.csv)
 #   stage 3b: benchmarks/train_moses_search.toml    (from stage 2, free bits 0.5, bf16)      -> RUN_DIR_search
+#             + a learned prior (32-component full-covariance GMM on 50k training posteriors)
 #             -> molvae/pretrained/moses.pt          (encoding, reconstruction, optimization)
 # Usage: bash benchmarks/train_moses.sh [RUN_DIR]
 # Re-run with the same RUN_DIR to resume a stage that stopped early (max_hours); a stage that
 # reached its end (or max_steps) is left as it is.  3a and 3b are independent: on two cores,
 # run them side by side (one thread each, as their configs say) with STAGE=3a / STAGE=3b.
+# The shipped stage-3 models stopped at 67% of their schedule; their resumable checkpoints are
+# committed: `mkdir -p runs/moses_sampler runs/moses_search;
+# cp benchmarks/checkpoints/moses_sampler_last.pt runs/moses_sampler/last.pt;
+# cp benchmarks/checkpoints/moses_search_last.pt runs/moses_search/last.pt`, then STAGE=3a / 3b.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=${1:-runs/moses}
@@ -25,16 +30,16 @@ fi
 if [ "$stage" = all ] || [ "$stage" = 3a ]; then
   molvae train --data moses --out "${run}_sampler" --config benchmarks/train_moses_sampler.toml \
     --init-from "$ft/best.pt" $(resume "${run}_sampler")
-  molvae fit-prior --model "${run}_sampler/best.pt" --data moses -n 100000 --components 32 --covariance full \
-    --half -o molvae/pretrained/moses-sampler.pt
+  python -c "
+import molvae as mv
+m = mv.MolVAE.load('${run}_sampler/last.pt', device='cpu')
+m.save('molvae/pretrained/moses-sampler.pt', half=True, metadata=dict(m.metadata, source='benchmarks/train_moses.sh (stage 3a)'))
+print('exported molvae/pretrained/moses-sampler.pt')
+"
 fi
 if [ "$stage" = all ] || [ "$stage" = 3b ]; then
   molvae train --data moses --out "${run}_search" --config benchmarks/train_moses_search.toml \
     --init-from "$ft/best.pt" $(resume "${run}_search")
-  python -c "
-import molvae as mv
-m = mv.MolVAE.load('${run}_search/best.pt', device='cpu')
-m.save('molvae/pretrained/moses.pt', half=True, metadata=dict(m.metadata, source='benchmarks/train_moses.sh'))
-print('exported molvae/pretrained/moses.pt')
-"
+  molvae fit-prior --model "${run}_search/last.pt" --data moses -n 50000 --kind gmm --components 32 \
+    --covariance full --half -o molvae/pretrained/moses.pt
 fi

@@ -30,7 +30,7 @@ from . import __version__
 
 logger = logging.getLogger("molvae")
 # the shipped model `molvae sample` uses without --model (the others use "moses")
-SAMPLE_MODEL = "moses"
+SAMPLE_MODEL = "moses-sampler"
 # the shipped conditional model `molvae sample --condition ...` uses without --model
 CONDITIONAL_MODEL = "moses-conditional"
 
@@ -410,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
     model_opts = argparse.ArgumentParser(add_help=False)
-    model_opts.add_argument("--model", help="checkpoint (default: the shipped MOSES model)")
+    model_opts.add_argument("--model", help="checkpoint (default: a shipped MOSES model: moses-sampler for sample and evaluate, moses-conditional for sample --condition, moses for the rest)")
     model_opts.add_argument("--device", default="auto", help="auto | cpu | cuda")
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -18,13 +18,14 @@ from molvae.tokenizer import SelfiesTokenizer, is_faithful, selfies_to_smiles
 
 @pytest.fixture(scope="module")
 def shipped():
+    """The shipped sampling model (it carries no learned prior)."""
     torch.set_num_threads(1)
-    return mv.load_pretrained(device="cpu")
+    return mv.load_pretrained("moses-sampler", device="cpu")
 
 
 @pytest.fixture(scope="module")
 def with_prior(shipped):
-    model = mv.load_pretrained(device="cpu")
+    model = mv.load_pretrained("moses-sampler", device="cpu")
     model.prior = fit_prior(model, mv.load_dataset("moses", "test", limit=600), n_components=4, seed=0)
     return model
 
@@ -69,7 +70,7 @@ def test_faithful_sampling_returns_n_faithful_molecules(shipped):
     assert all(sf.encoder(s) == t for s, t in zip(df.smiles, df.selfies))
     assert df.attrs["n_drawn"] > 300
     assert 0.1 < df.attrs["acceptance_rate"] < 1.0
-    assert df.attrs["prior"] == "standard"  # the search model ships without a learned prior
+    assert df.attrs["prior"] == "standard"  # the sampling model ships without a learned prior
     again = shipped.sample(300, seed=0, progress=False)
     pd.testing.assert_frame_equal(df, again)
 
