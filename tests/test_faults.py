@@ -240,7 +240,7 @@ def test_disk_full_while_streaming_samples_leaves_the_old_file(model_file, tmp_p
     out = tmp_path / "samples.csv"
     out.write_bytes(OLD_OUTPUT)
     calls = _disk_full_after(monkeypatch, n_ok=1)
-    code, err, exc = _run_sample(["sample", "--model", str(model_file), "-n", "300", "--chunk-size", "100",
+    code, err, exc = _run_sample(["sample", "--model", str(model_file), "--no-faithful", "-n", "300", "--chunk-size", "100",
                                   "-o", str(out), "--seed", "0", "-q"])
     assert calls["n"] == 2  # the first chunk was written, the second hit the full disk
     assert exc is not None or code != 0  # the run failed...
@@ -251,7 +251,7 @@ def test_disk_full_while_streaming_samples_leaves_the_old_file(model_file, tmp_p
 def test_disk_full_while_streaming_samples_gives_a_clear_error(model_file, tmp_path, monkeypatch):
     out = tmp_path / "samples.csv"
     _disk_full_after(monkeypatch, n_ok=1)
-    code, err, exc = _run_sample(["sample", "--model", str(model_file), "-n", "300", "--chunk-size", "100",
+    code, err, exc = _run_sample(["sample", "--model", str(model_file), "--no-faithful", "-n", "300", "--chunk-size", "100",
                                   "-o", str(out), "--seed", "0", "-q"])
     assert exc is None, f"traceback: {exc!r}"
     assert code != 0 and "No space left on device" in err and "Traceback" not in err
@@ -261,7 +261,7 @@ def test_disk_full_while_writing_a_small_sample_leaves_the_old_file(model_file, 
     out = tmp_path / "samples.csv"
     out.write_bytes(OLD_OUTPUT)
     _disk_full_after(monkeypatch, n_ok=0)
-    _run_sample(["sample", "--model", str(model_file), "-n", "30", "-o", str(out), "--seed", "0", "-q"])
+    _run_sample(["sample", "--model", str(model_file), "--no-faithful", "-n", "30", "-o", str(out), "--seed", "0", "-q"])
     assert out.read_bytes() == OLD_OUTPUT
     assert sorted(p.name for p in tmp_path.iterdir()) == ["samples.csv"]
 
@@ -270,7 +270,7 @@ def test_streamed_samples_complete_when_the_disk_has_room(model_file, tmp_path):
     """The control for the tests above: the same command, nothing patched."""
     out = tmp_path / "samples.csv"
     out.write_bytes(OLD_OUTPUT)
-    code, _, err = _cli(["sample", "--model", str(model_file), "-n", "300", "--chunk-size", "100", "-o", str(out),
+    code, _, err = _cli(["sample", "--model", str(model_file), "--no-faithful", "-n", "300", "--chunk-size", "100", "-o", str(out),
                          "--seed", "0", "-q"])
     assert code == 0, err
     assert len(pd.read_csv(out)) == 300
