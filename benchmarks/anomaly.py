@@ -38,11 +38,10 @@ from _common import git_commit, hardware, write_section  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from rdkit import Chem  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 import molvae as mv  # noqa: E402
-from molvae.chem import to_mol  # noqa: E402
+from molvae.chem import canonical  # noqa: E402
 from molvae.likelihood import random_selfies_decoys, score, selfies_edit_decoys  # noqa: E402
 from molvae.metrics import mol_passes_filters  # noqa: E402
 from molvae.properties import compute  # noqa: E402
@@ -54,11 +53,7 @@ MAX_ROTATABLE = 7
 
 def flatten_stereo(smiles: str) -> str | None:
     """Canonical SMILES without stereochemistry (MOSES's molecules have none)."""
-    mol = to_mol(smiles)
-    if mol is None:
-        return None
-    Chem.RemoveStereochemistry(mol)
-    return Chem.MolToSmiles(mol)
+    return canonical(smiles, isomeric=False)
 
 
 def spellable(tokenizer, smiles: str) -> bool:

@@ -28,13 +28,13 @@ from _common import git_commit, hardware, write_section  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from rdkit import Chem, DataStructs  # noqa: E402
+from rdkit import DataStructs  # noqa: E402
 from sklearn.ensemble import RandomForestRegressor  # noqa: E402
 from sklearn.linear_model import RidgeCV  # noqa: E402
 from sklearn.model_selection import KFold, cross_val_score  # noqa: E402
 
 import molvae as mv  # noqa: E402
-from molvae.chem import to_mol  # noqa: E402
+from molvae.chem import canonical  # noqa: E402
 from molvae.properties import compute, fingerprint  # noqa: E402
 from molvae.sklearn import LatentFeaturizer  # noqa: E402
 
@@ -45,11 +45,7 @@ LABELS = {"logp": "logP", "qed": "QED", "sa": "SA", "tpsa": "TPSA"}
 
 def flatten_stereo(smiles: str) -> str | None:
     """Canonical SMILES without stereochemistry."""
-    mol = to_mol(smiles)
-    if mol is None:
-        return None
-    Chem.RemoveStereochemistry(mol)
-    return Chem.MolToSmiles(mol)
+    return canonical(smiles, isomeric=False)
 
 
 def zinc_molecules(tokenizer, n: int, seed: int) -> tuple[list[str], int]:
