@@ -115,9 +115,8 @@ def sample(
     accepted = drawn = n_faithful = 0
     bar = tqdm(total=n, desc="sample", unit="mol", disable=not progress or n < batch_size, leave=False)
     try:
-        for i in range(10**9):
-            if accepted >= n:
-                break
+        i = 0
+        while accepted < n:
             need = n - accepted
             rate = accepted / drawn if drawn else 0.5
             m = min(limit - drawn, max(64, math.ceil(need / max(rate, 0.05) * 1.1)))
@@ -137,6 +136,7 @@ def sample(
             frames.append(keep)
             accepted += len(keep)
             bar.update(len(keep))
+            i += 1
     finally:
         bar.close()
     out = pd.concat(frames, ignore_index=True) if frames else model.decode_z(np.zeros((0, model.latent_dim)))
