@@ -4,7 +4,8 @@
         --priors standard gmm aggregate [--unfiltered standard] [--n 10000] [--n-fit 50000] [--threads 2]
 
 For every model and prior: ``n`` faithful prior samples (``molvae.sampling``; the acceptance
-rate is the fraction of decoded strings that were faithful) and ``n`` unfiltered ones, scored
+rate is the fraction of decoded strings that were faithful) and, for the priors named by
+``--unfiltered``, ``n`` unfiltered ones, all scored
 with the MOSES suite (FCD, SNN, Frag, Scaf against MOSES test; Filters; novelty), plus greedy
 exact reconstruction of 1,000 MOSES test molecules.  Priors are fitted on ``n_fit`` random
 MOSES train molecules: ``gmm`` (32 full-covariance components), ``aggregate`` (4,096 training

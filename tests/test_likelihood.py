@@ -27,13 +27,13 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def test_mols() -> list[str]:
+def moses_mols() -> list[str]:
     return mv.load_dataset("moses", "test", limit=100)
 
 
 # ----------------------------------------------------------------------------- the table
-def test_columns_order_and_unscorable_rows_kept(model, test_mols):
-    good = test_mols[:3]
+def test_columns_order_and_unscorable_rows_kept(model, moses_mols):
+    good = moses_mols[:3]
     smiles = [good[0], BAD_SMILES, good[1], UNSPELLABLE, None, good[2]]
     df = model.score(smiles, k=4)
     assert list(df.columns) == list(likelihood.SCORE_COLUMNS)
@@ -54,9 +54,9 @@ def test_columns_order_and_unscorable_rows_kept(model, test_mols):
                                   check_exact=False, rtol=1e-5)
 
 
-def test_elbo_is_minus_recon_plus_analytic_kl(model, test_mols, monkeypatch):
+def test_elbo_is_minus_recon_plus_analytic_kl(model, moses_mols, monkeypatch):
     monkeypatch.setattr(model, "prior", None, raising=False)  # N(0, I): the KL is analytic
-    smiles = test_mols[:20]
+    smiles = moses_mols[:20]
     df = likelihood.score(model, smiles, k=3)
     assert np.allclose(df.elbo, -(df.recon_nll + df.kl))
     mu, logvar = model.posterior(smiles)
@@ -66,17 +66,17 @@ def test_elbo_is_minus_recon_plus_analytic_kl(model, test_mols, monkeypatch):
     assert (df.log_px < 0).all()
 
 
-def test_one_sample_log_px_is_the_elbo_in_expectation(model, test_mols):
+def test_one_sample_log_px_is_the_elbo_in_expectation(model, moses_mols):
     """log w = log p(x|z) + log p(z) - log q(z|x) has mean log p(x|z) - KL = ELBO over z ~ q."""
-    smiles = test_mols[:40]
+    smiles = moses_mols[:40]
     runs = [likelihood.score(model, smiles, k=1, seed=s) for s in range(5)]
     log_px = np.mean([r.log_px.mean() for r in runs])
     elbo = np.mean([r.elbo.mean() for r in runs])
     assert log_px == pytest.approx(elbo, abs=1.5)
 
 
-def test_importance_weighting_tightens_with_k(model, test_mols):
-    smiles = test_mols[:30]
+def test_importance_weighting_tightens_with_k(model, moses_mols):
+    smiles = moses_mols[:30]
     means, elbo = [], None
     for k in (1, 10, 100):
         df = likelihood.score(model, smiles, k=k, seed=0)
@@ -87,9 +87,9 @@ def test_importance_weighting_tightens_with_k(model, test_mols):
     assert means[2] > elbo + 1.0, (means, elbo)
 
 
-def test_seeded_scores_are_deterministic(model, test_mols, monkeypatch):
+def test_seeded_scores_are_deterministic(model, moses_mols, monkeypatch):
     monkeypatch.setattr(model, "prior", None, raising=False)  # N(0, I): the KL is analytic
-    smiles = test_mols[:10]
+    smiles = moses_mols[:10]
     a = likelihood.score(model, smiles, k=5, seed=3)
     b = likelihood.score(model, smiles, k=5, seed=3)
     c = likelihood.score(model, smiles, k=5, seed=4)
@@ -99,9 +99,9 @@ def test_seeded_scores_are_deterministic(model, test_mols, monkeypatch):
     assert np.array_equal(likelihood.nll(model, smiles, k=5, seed=3), -a.log_px.to_numpy())
 
 
-def test_a_learned_prior_is_used_for_log_pz(model, test_mols, monkeypatch):
+def test_a_learned_prior_is_used_for_log_pz(model, moses_mols, monkeypatch):
     """A prior object with log_prob(z) replaces N(0, I): shifting its log density by c shifts log p(x) by c."""
-    smiles = test_mols[:8]
+    smiles = moses_mols[:8]
     monkeypatch.setattr(model, "prior", None, raising=False)
     base = likelihood.score(model, smiles, k=5)
 
@@ -128,8 +128,8 @@ def test_bad_arguments(model):
 
 
 # ----------------------------------------------------------------------------- per token
-def test_token_nll_sums_to_the_reconstruction_at_the_mean(model, test_mols):
-    smiles = test_mols[:5] + [BAD_SMILES]
+def test_token_nll_sums_to_the_reconstruction_at_the_mean(model, moses_mols):
+    smiles = moses_mols[:5] + [BAD_SMILES]
     long = model.token_nll(smiles)
     assert list(long.columns) == ["row", "smiles", "position", "token", "nll"]
     assert sorted(long.row.unique()) == [0, 1, 2, 3, 4]
@@ -147,20 +147,20 @@ def test_token_nll_sums_to_the_reconstruction_at_the_mean(model, test_mols):
 
 
 # ----------------------------------------------------------------------------- anomaly ranking
-def test_test_molecules_are_more_likely_than_random_selfies(model, test_mols):
-    lengths = model.tokenizer.encode(test_mols).lengths - 2
-    decoys = likelihood.random_selfies_decoys(model.tokenizer, lengths, seed=0, exclude=test_mols)
+def test_test_molecules_are_more_likely_than_random_selfies(model, moses_mols):
+    lengths = model.tokenizer.encode(moses_mols).lengths - 2
+    decoys = likelihood.random_selfies_decoys(model.tokenizer, lengths, seed=0, exclude=moses_mols)
     decoys = [d for d in decoys if d]
     assert len(decoys) >= 90 and len(set(decoys)) == len(decoys)
-    assert not set(decoys) & set(test_mols)
-    real, fake = model.nll(test_mols, k=10), model.nll(decoys, k=10)
+    assert not set(decoys) & set(moses_mols)
+    real, fake = model.nll(moses_mols, k=10), model.nll(decoys, k=10)
     assert np.isfinite(real).all() and np.isfinite(fake).all()
     y = np.r_[np.zeros(len(real)), np.ones(len(fake))]
     assert roc_auc_score(y, np.r_[real, fake]) > 0.9
 
 
-def test_edit_decoys_are_new_spellable_molecules(model, test_mols):
-    smiles = test_mols[:20]
+def test_edit_decoys_are_new_spellable_molecules(model, moses_mols):
+    smiles = moses_mols[:20]
     decoys = likelihood.selfies_edit_decoys(model.tokenizer, smiles, seed=0)
     assert len(decoys) == len(smiles)
     found = [(s, d) for s, d in zip(smiles, decoys) if d]
@@ -176,8 +176,8 @@ def _write(path, text: str):
     return path
 
 
-def test_cli_writes_one_row_per_input_row_in_order(tmp_path, test_mols, capsys):
-    good = test_mols[:4]
+def test_cli_writes_one_row_per_input_row_in_order(tmp_path, moses_mols, capsys):
+    good = moses_mols[:4]
     rows = [good[0], BAD_SMILES, good[1], UNSPELLABLE, good[2], good[3]]
     src = tmp_path / "in.csv"
     pd.DataFrame({"id": range(len(rows)), "structure": rows}).to_csv(src, index=False)
