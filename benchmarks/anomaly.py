@@ -2,21 +2,21 @@
 
     python benchmarks/anomaly.py [--n 1000] [--k 1 100] [--threads 2] [--out benchmarks/anomaly.csv] [--results]
 
-The score is ``-log p(x)`` (:func:`molvae.likelihood.nll`, importance-weighted with ``k``
+The score is ``-log p(x)`` (:func:`molvae.vae.likelihood.nll`, importance-weighted with ``k``
 posterior samples; higher = more anomalous), computed with the shipped model for ``n``
 random MOSES test molecules and for each decoy set:
 
 * ``zinc_outside_moses``: ZINC250k molecules (the bundled valid + test subsets) that the
   vocabulary can spell but that MOSES's selection would have excluded: molecular weight
-  outside 250-350, or failing the MCF/PAINS filters (``molvae.metrics.mol_passes_filters``),
+  outside 250-350, or failing the MCF/PAINS filters (``molvae.metrics.suite.mol_passes_filters``),
   or more than 7 rotatable bonds.  Stereochemistry is removed first (MOSES has none, and the
   shipped vocabulary has no stereo tokens: without this only ZINC's stereo-free quarter
   would be eligible).
 * ``random_selfies``: one random SELFIES string per test molecule, of the same token length,
   tokens drawn uniformly from the model's alphabet, decoded (valid, distinct molecules, not
-  drug-like; mostly small: :func:`molvae.likelihood.random_selfies_decoys`).
+  drug-like; mostly small: :func:`molvae.vae.likelihood.random_selfies_decoys`).
 * ``selfies_edit``: each test molecule after one random SELFIES edit (replace, insert or
-  delete one token; :func:`molvae.likelihood.selfies_edit_decoys`).
+  delete one token; :func:`molvae.vae.likelihood.selfies_edit_decoys`).
 
 For each ``k`` the table gives the AUROC (``sklearn.metrics.roc_auc_score``, decoys positive),
 also of ``-log p(x) / (n_tokens + 1)`` (per-token NLL; it removes the advantage small
@@ -42,8 +42,8 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 import molvae as mv  # noqa: E402
 from molvae.chem import canonical  # noqa: E402
-from molvae.likelihood import random_selfies_decoys, score, selfies_edit_decoys  # noqa: E402
-from molvae.metrics import mol_passes_filters  # noqa: E402
+from molvae.vae.likelihood import random_selfies_decoys, score, selfies_edit_decoys  # noqa: E402
+from molvae.metrics.suite import mol_passes_filters  # noqa: E402
 from molvae.properties import compute  # noqa: E402
 
 SECTION = "anomaly"

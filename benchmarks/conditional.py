@@ -13,8 +13,8 @@ against the same targets.  Per target:
 * ``median_abs_error``: median over valid samples of |achieved property - target| (RDKit
   Crippen logP, QED; :mod:`molvae.properties`), and ``achieved_median``;
 * ``valid``, ``unique`` (distinct canonical SMILES among the valid ones), ``novel`` (distinct
-  valid molecules absent from MOSES train, ``--train``; :func:`molvae.metrics.novelty`);
-* ``acceptance`` (faithful fraction of decoded strings, :mod:`molvae.sampling`);
+  valid molecules absent from MOSES train, ``--train``; :func:`molvae.metrics.suite.novelty`);
+* ``acceptance`` (faithful fraction of decoded strings, :mod:`molvae.vae.sampling`);
 * ``error_ratio`` = baseline median error / conditional median error (> 1: conditioning helps).
 
 Samples are faithful (unfaithful strings redrawn) unless ``--no-faithful``.  Prints a
@@ -38,7 +38,7 @@ import torch  # noqa: E402
 
 import molvae as mv  # noqa: E402
 from molvae.chem import canonical  # noqa: E402
-from molvae.metrics import novelty  # noqa: E402
+from molvae.metrics.suite import novelty  # noqa: E402
 from molvae.properties import compute  # noqa: E402
 
 SECTION = "conditional"

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from molvae import metrics as M  # noqa: E402
-from molvae.paths import cache_dir, data_dir  # noqa: E402
+from molvae.utils.paths import cache_dir, data_dir  # noqa: E402
 
 log = logging.getLogger("metrics_reference")
 

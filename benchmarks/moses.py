@@ -5,7 +5,7 @@
 
 Samples n molecules per seed with the defaults of ``molvae sample`` (the shipped sampling
 model, faithful strings only, its learned prior), scores them with the MOSES suite
-(molvae.metrics), runs the latent diagnostics and greedy reconstruction on MOSES test
+(molvae.metrics.suite), runs the latent diagnostics and greedy reconstruction on MOSES test
 molecules with the shipped search model (``moses``, the one encoding and optimization use),
 and writes the "moses" section of benchmarks/RESULTS.md and the results section of README.md
 (between markers).  ``--compare`` adds one seed of each alternative beside the defaults: the
@@ -24,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import git_commit, hardware, write_section  # noqa: E402
 
-from molvae.cli import evaluate_run  # noqa: E402
+import molvae as mv  # noqa: E402
+
 
 # Polykovskiy et al. 2020 (MOSES), Table 2 (mean over 3 runs), and the molvae targets.
 PUBLISHED = {
@@ -74,19 +75,17 @@ def main() -> None:
     args = ap.parse_args()
 
     def run(seeds, prior, faithful):
-        ns = argparse.Namespace(
-            n=args.n, seed=seeds, temperature=1.0, smiles=None, column=None, reference=args.references,
-            train="moses", max_reference=None, n_reconstruct=0, model=args.model, device="auto", quiet=False,
-            faithful=faithful, prior=prior,
-        )
-        return evaluate_run(ns)
+        model = mv.MolVAE.load(args.model) if args.model else mv.load_pretrained("moses-sampler")
+        report = mv.evaluate(model, n=args.n, seeds=seeds, reference=args.references, train="moses",
+                             faithful=faithful, prior=prior)
+        report["model"] = args.model or "shipped:moses-sampler"
+        return report
 
     t0 = time.time()
     report = run(args.seeds, args.prior, args.faithful)
     wall = time.time() - t0
     if args.n_reconstruct:
-        import molvae as mv
-        from molvae.diagnostics import latent_report
+        from molvae.training.diagnostics import latent_report
 
         search = (mv.load_pretrained(args.search_model) if not Path(args.search_model).exists()
                   else mv.MolVAE.load(args.search_model))

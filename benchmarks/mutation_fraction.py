@@ -5,7 +5,7 @@
 
 One run per objective and fraction (seed 0) with the shipped model; prints one JSON line per
 run (AUC top-10 over the budget, best and top-10 mean at the end, wall seconds).  The table
-in the docstring of :mod:`molvae.optimize` comes from this script.
+in the docstring of :mod:`molvae.optimization.run` comes from this script.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
                              [--strategy trust_region] [--batch-size 32] [--screening 10000]
     python benchmarks/pmo.py --quick          # qed + celecoxib_rediscovery, seed 0, budget 300
 
-Each run (one oracle, one seed) is ``molvae.optimize`` with a PMO oracle
+Each run (one oracle, one seed) is ``molvae.optimization.run`` with a PMO oracle
 (:mod:`molvae.oracles`, GuacaMol's scoring functions) as the objective and a budget of
 distinct oracle calls.  Its AUC top-10 is PMO's (:func:`molvae.oracles.pmo_auc`: the
 top-10 mean every 100 calls, trapezoids from 0, the last value held to the budget when a

@@ -3,7 +3,7 @@
     python benchmarks/sample_quality.py --models pretrained:moses runs/moses_sampler/best.pt \\
         --priors standard gmm aggregate [--unfiltered standard] [--n 10000] [--n-fit 50000] [--threads 2]
 
-For every model and prior: ``n`` faithful prior samples (``molvae.sampling``; the acceptance
+For every model and prior: ``n`` faithful prior samples (``molvae.vae.sampling``; the acceptance
 rate is the fraction of decoded strings that were faithful) and, for the priors named by
 ``--unfiltered``, ``n`` unfiltered ones, all scored
 with the MOSES suite (FCD, SNN, Frag, Scaf against MOSES test; Filters; novelty), plus greedy
@@ -60,8 +60,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     import molvae as mv
-    from molvae.metrics import get_all_metrics
-    from molvae.prior import fit_prior
+    from molvae.metrics.suite import get_all_metrics
+    from molvae.vae.prior import fit_prior
 
     train = mv.load_dataset("moses", "train")
     pick = np.random.default_rng(args.seed).choice(len(train), size=args.n_fit, replace=False)

@@ -22,8 +22,8 @@ import torch  # noqa: E402
 
 from molvae.config import ModelConfig  # noqa: E402
 from molvae.data import BucketBatchSampler, load_dataset  # noqa: E402
-from molvae.losses import elbo_loss  # noqa: E402
-from molvae.model import MolVAE, resolve_device  # noqa: E402
+from molvae.training.losses import elbo_loss  # noqa: E402
+from molvae.vae.model import MolVAE, resolve_device  # noqa: E402
 from molvae.tokenizer import SelfiesTokenizer  # noqa: E402
 
 SIZES = {

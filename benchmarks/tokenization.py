@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import git_commit, hardware, write_section  # noqa: E402
 
 from molvae.data import load_dataset, tokenize_file  # noqa: E402
-from molvae.paths import cache_dir  # noqa: E402
+from molvae.utils.paths import cache_dir  # noqa: E402
 from molvae.tokenizer import SelfiesTokenizer  # noqa: E402
 
 

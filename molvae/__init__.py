@@ -3,39 +3,74 @@
 >>> import molvae as mv
 >>> model = mv.load_pretrained()            # doctest: +SKIP
 >>> model.sample(10, seed=0)                # doctest: +SKIP
+
+Importing the package loads nothing heavy: each public name is imported on first use
+(PEP 562 ``__getattr__``), so ``molvae --version`` does not wait for torch and RDKit.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from . import chem, diagnostics, likelihood, metrics, oracles, predictors, properties  # noqa: E402
-from .config import ModelConfig, TrainConfig  # noqa: E402
-from .data import load_dataset, read_smiles  # noqa: E402
-from .model import MolVAE, load_pretrained  # noqa: E402
-from .optimize import OptimizationResult, optimize  # noqa: E402
-from .prior import GaussianMixturePrior, fit_prior  # noqa: E402
-from .tokenizer import SelfiesTokenizer, TokenizationError  # noqa: E402
-from .train import train  # noqa: E402
+import importlib
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "__version__",
-    "chem",
-    "properties",
-    "metrics",
-    "predictors",
-    "oracles",
-    "diagnostics",
-    "likelihood",
-    "fit_prior",
-    "GaussianMixturePrior",
-    "optimize",
-    "OptimizationResult",
-    "MolVAE",
-    "load_pretrained",
-    "SelfiesTokenizer",
-    "TokenizationError",
-    "ModelConfig",
-    "TrainConfig",
-    "train",
-    "load_dataset",
-    "read_smiles",
-]
+from molvae._version import __version__
+
+# public name -> the module that defines it (None: the name is that module itself)
+_ATTRIBUTES: dict[str, tuple[str, str | None]] = {
+    "MolVAE": ("molvae.vae.model", "MolVAE"),
+    "load_pretrained": ("molvae.vae.model", "load_pretrained"),
+    "GaussianMixturePrior": ("molvae.vae.prior", "GaussianMixturePrior"),
+    "fit_prior": ("molvae.vae.prior", "fit_prior"),
+    "SelfiesTokenizer": ("molvae.tokenizer", "SelfiesTokenizer"),
+    "TokenizationError": ("molvae.tokenizer", "TokenizationError"),
+    "ModelConfig": ("molvae.config", "ModelConfig"),
+    "TrainConfig": ("molvae.config", "TrainConfig"),
+    "train": ("molvae.training.loop", "train"),
+    "optimize": ("molvae.optimization.run", "optimize"),
+    "OptimizationResult": ("molvae.optimization.run", "OptimizationResult"),
+    "evaluate": ("molvae.evaluate", "evaluate"),
+    "load_dataset": ("molvae.data.datasets", "load_dataset"),
+    "read_smiles": ("molvae.data.readers", "read_smiles"),
+    "chem": ("molvae.chem", None),
+    "data": ("molvae.data", None),
+    "properties": ("molvae.properties", None),
+    "metrics": ("molvae.metrics", None),
+    "predictors": ("molvae.predictors", None),
+    "oracles": ("molvae.oracles", None),
+    "diagnostics": ("molvae.training.diagnostics", None),
+    "likelihood": ("molvae.vae.likelihood", None),
+}
+
+__all__ = ["__version__", *_ATTRIBUTES]
+
+
+def __getattr__(name: str):
+    try:
+        module_name, attr = _ATTRIBUTES[name]
+    except KeyError:
+        raise AttributeError(f"module 'molvae' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from molvae import chem, metrics, oracles, predictors, properties  # noqa: F401
+    from molvae.config import ModelConfig, TrainConfig  # noqa: F401
+    from molvae.data.datasets import load_dataset  # noqa: F401
+    from molvae.data.readers import read_smiles  # noqa: F401
+    from molvae.evaluate import evaluate  # noqa: F401
+    from molvae.optimization.run import OptimizationResult  # noqa: F401
+    from molvae.optimization.run import optimize  # noqa: F401
+    from molvae.tokenizer import SelfiesTokenizer, TokenizationError  # noqa: F401
+    from molvae.training import diagnostics  # noqa: F401
+    from molvae.training.loop import train  # noqa: F401
+    from molvae.vae import likelihood  # noqa: F401
+    from molvae.vae.model import load_pretrained  # noqa: F401
+    from molvae.vae.model import MolVAE  # noqa: F401
+    from molvae.vae.prior import GaussianMixturePrior, fit_prior  # noqa: F401

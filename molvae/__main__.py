@@ -1,5 +1,5 @@
 """``python -m molvae ...`` (and ``torchrun --nproc_per_node N -m molvae train ...``)."""
 
-from .cli import main
+from molvae.cli.main import main
 
 raise SystemExit(main())

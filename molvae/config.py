@@ -25,7 +25,7 @@ class ModelConfig:
     decoder_hidden_dim: int = 384
     decoder_layers: int = 2
     decoder_dropout: float = 0.0
-    # property conditions (molvae.conditions): 0 = unconditional, the layers exactly as before;
+    # property conditions (molvae.vae.conditions): 0 = unconditional, the layers exactly as before;
     # k > 0: the encoder's posterior layer and the decoder's z inputs take 2k more inputs
     n_conditions: int = 0
 
@@ -64,7 +64,7 @@ class TrainConfig:
     num_threads: int = 0  # 0: torch default
     precision: str = "auto"  # auto (bf16 autocast on CUDA, float32 on CPU) | fp32 | bf16 (autocast, also on CPU)
     init_from: str = ""  # start from this model's weights, sizes and vocabulary ("pretrained": the shipped one)
-    # property names (molvae.properties) to condition on: a conditional VAE (molvae.conditions); () = none
+    # property names (molvae.properties) to condition on: a conditional VAE (molvae.vae.conditions); () = none
     conditions: tuple[str, ...] = ()
     condition_dropout: float = 0.3  # probability that a property is masked (unknown) for a training molecule
 

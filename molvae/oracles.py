@@ -4,7 +4,7 @@
 >>> oracle = get_oracle("celecoxib_rediscovery")                                   # doctest: +SKIP
 >>> oracle(["CC1=CC=C(C=C1)C1=CC(=NN1C1=CC=C(C=C1)S(N)(=O)=O)C(F)(F)F"])            # doctest: +SKIP
 array([1.])
->>> res = molvae.optimize(model, objective=oracle, budget=10_000, seed=0)          # doctest: +SKIP
+>>> res = molvae.optimization.run(model, objective=oracle, budget=10_000, seed=0)          # doctest: +SKIP
 >>> pmo_auc(res.history.query("status == 'scored'").sort_values("call")["score"], 10_000)  # doctest: +SKIP
 
 The oracles
@@ -27,7 +27,7 @@ The oracles
 Invalid molecules: NaN
     A SMILES that RDKit cannot parse (or an empty one) gets NaN without calling guacamol,
     and so does a molecule guacamol cannot score (its ``corrupt_score``, -1).  NaN is what
-    :func:`molvae.optimize` reads as a failed call (kept out of the top molecules and of
+    :func:`molvae.optimization.run` reads as a failed call (kept out of the top molecules and of
     the surrogates), and it keeps "no score" apart from a true 0, which many of these
     tasks give to valid molecules (valsartan_smarts without the SMARTS match, for one).
     PMO gives invalid molecules 0; :func:`pmo_auc` therefore counts NaN as 0.  The
@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from .chem import quiet_rdkit, to_mol
+from molvae.chem import quiet_rdkit, to_mol
 
 __all__ = [
     "PMO_ORACLES",
@@ -170,7 +170,7 @@ class Oracle:
         if name not in PMO_ORACLES:
             raise ValueError(f"unknown PMO oracle {name!r}; available: {', '.join(PMO_ORACLES)}")
         self.name = name
-        self.__name__ = name  # molvae.optimize names the objective column after it
+        self.__name__ = name  # molvae.optimization.run names the objective column after it
         self.benchmark = _guacamol_benchmark(name)
         self.scoring_function = self.benchmark.objective
         self.n_scored = 0
@@ -270,8 +270,8 @@ def pmo_auc(scores: Sequence[float] | np.ndarray, budget: int, top_n: int = 10, 
 # =============================================================================== screening
 def zinc_screening_pool() -> list[str]:
     """The bundled ZINC250k molecules (``zinc`` valid and test splits), canonical, distinct."""
-    from .chem import canonical
-    from .data import load_dataset
+    from molvae.chem import canonical
+    from molvae.data import load_dataset
 
     seen: dict[str, None] = {}
     for split in ("valid", "test"):

@@ -95,7 +95,7 @@ class LatentFeaturizer(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ model
     def _load_model(self):
-        from .model import MolVAE, load_pretrained
+        from molvae.vae.model import MolVAE, load_pretrained
 
         spec = self.model
         if isinstance(spec, MolVAE):

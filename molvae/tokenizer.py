@@ -28,7 +28,7 @@ import pandas as pd
 import selfies as sf
 from tqdm.auto import tqdm
 
-from .chem import MAX_SMILES_LENGTH, canonical, standardize
+from molvae.chem import MAX_SMILES_LENGTH, canonical, standardize
 
 __all__ = ["SelfiesTokenizer", "TokenizationError", "EncodedBatch", "SPECIAL_TOKENS", "is_faithful", "decode_strings"]
 

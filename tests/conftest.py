@@ -1,5 +1,16 @@
-"""Suite-wide settings: one torch thread (the CI machine has 2 cores; tiny models run faster
+"""Suite-wide settings and the fixtures shared by many test modules.
+
+Settings: one torch thread (the CI machine has 2 cores; tiny models run faster
 single-threaded) and a private molvae cache folder, so tests never touch ~/.cache/molvae.
+
+Which tests run: the default run leaves out the tests marked ``slow``; ``--slow`` adds them,
+``-m slow`` runs only them (any ``-m`` expression that names ``slow`` is taken as written).
+``--no-notebooks`` (or ``-m "not notebooks"``) leaves out the notebook runs, which are part
+of the default run.
+
+Fixtures: ``cache_env`` (a fresh token-cache folder for one test), ``search_model_path`` /
+``search_model`` (one small VAE trained once per session on 2,000 ZINC molecules, whose
+decoder proposes many distinct molecules: the optimizer, study and prediction tests share it).
 
 ``postgres_url`` (session scope, for tests marked ``postgres``): a PostgreSQL database URL.
 ``MOLVAE_TEST_POSTGRES_URL`` names one; otherwise a throw-away server is started for the
@@ -41,6 +52,65 @@ def _molvae_test_environment(tmp_path_factory):
         os.environ.pop("MOLVAE_CACHE_DIR", None)
     else:
         os.environ["MOLVAE_CACHE_DIR"] = previous
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("molvae")
+    group.addoption("--slow", action="store_true", help="also run the tests marked slow (minutes each)")
+    group.addoption("--no-notebooks", action="store_true", help="leave out the notebook runs")
+
+
+def pytest_collection_modifyitems(config, items):
+    markexpr = config.getoption("-m") or ""
+    keep_slow = config.getoption("--slow") or "slow" in markexpr
+    drop_notebooks = config.getoption("--no-notebooks")
+    kept, dropped = [], []
+    for item in items:
+        if (not keep_slow and "slow" in item.keywords) or (drop_notebooks and "notebooks" in item.keywords):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture
+def cache_env(tmp_path, monkeypatch):
+    """Point the molvae cache (token caches, reference statistics) at a fresh folder."""
+    path = tmp_path / "molvae-cache"
+    monkeypatch.setenv("MOLVAE_CACHE_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def search_model_path(tmp_path_factory):
+    """Checkpoint of a small VAE (2,000 ZINC molecules, 3 epochs, about 30 s), trained once per session."""
+    from molvae.config import ModelConfig, TrainConfig
+    from molvae.data.datasets import load_dataset
+    from molvae.training.loop import train
+
+    root = tmp_path_factory.mktemp("search-model")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MOLVAE_CACHE_DIR", str(root / "cache"))
+        train(
+            load_dataset("zinc", "valid")[:2000],
+            root / "run",
+            ModelConfig(latent_dim=16, embedding_dim=32, encoder_hidden_dim=128, decoder_hidden_dim=256, decoder_layers=1),
+            TrainConfig(
+                epochs=3, batch_size=32, lr=3e-3, beta=0.1, kl_warmup_steps=30, n_prior_samples=0, num_threads=1,
+                device="cpu", val_fraction=0.05, max_val=100, early_stopping_patience=0, log_every=1000,
+            ),
+            progress=False,
+        )
+    return root / "run" / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def search_model(search_model_path):
+    from molvae.vae.model import MolVAE
+
+    return MolVAE.load(search_model_path, device="cpu")
 
 
 # Property-based tests draw the same examples on every run, so CI results are reproducible;

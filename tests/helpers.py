@@ -1,22 +1,16 @@
-"""Shared tiny fixtures and helpers for the model / training / CLI tests.
-
-Import what a test module needs, e.g. ``from helpers import one_thread, cache_env``; a
-fixture imported into a test module is registered there (autouse ones included).
+"""Plain helpers shared by the tests: tiny model sizes and training settings, ZINC molecules,
+teacher-forced log-probabilities.  Fixtures live in ``conftest.py``, not here.
 """
 
 from __future__ import annotations
 
 import functools
 
-import pytest
 import torch
 import torch.nn.functional as F
 
 from molvae.config import ModelConfig, TrainConfig
 from molvae.data import load_dataset
-
-# The test machine is small and shared: keep torch on one thread from import on.
-torch.set_num_threads(1)
 
 TINY_MODEL = ModelConfig(
     embedding_dim=16, encoder_hidden_dim=32, latent_dim=8, decoder_hidden_dim=64, decoder_layers=1
@@ -51,20 +45,6 @@ def _zinc_test() -> tuple[str, ...]:
 def zinc(n: int, start: int = 0) -> list[str]:
     """``n`` molecules of the bundled ZINC test split (clean, RDKit-parsable)."""
     return list(_zinc_test()[start : start + n])
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
-    yield
-
-
-@pytest.fixture
-def cache_env(tmp_path, monkeypatch):
-    """Point the token cache at a fresh folder (train() writes one)."""
-    path = tmp_path / "molvae-cache"
-    monkeypatch.setenv("MOLVAE_CACHE_DIR", str(path))
-    return path
 
 
 def masked_log_probs(model, z: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Training: the loop, losses and KL schedules, latent diagnostics."""

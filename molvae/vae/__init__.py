@@ -1,0 +1,1 @@
+"""The VAE: model (layers, encode/decode), checkpoint format, learned prior, sampling, likelihoods, conditions."""

@@ -1,0 +1,147 @@
+"""Drawing molecules from a model: the latent prior, decoding, and the faithfulness filter.
+
+``MolVAE.sample`` calls :func:`sample`.  By default it returns only *faithful* molecules
+(:func:`molvae.tokenizer.is_faithful`: the decoder spelled the molecule exactly as the
+tokenizer spells it, so SELFIES did not have to repair the string) and redraws the rest,
+with a bound on the number of draws so that a model that rarely spells a molecule
+faithfully fails with a clear error instead of looping.  z is drawn from the model's learned
+prior when it has one (``molvae.vae.prior``), else from N(0, I).
+
+Conditional sampling (``condition={"logp": 2.5}``, a model trained with conditions:
+:mod:`molvae.vae.conditions`) draws z from N(0, I) -- the prior q(z|x,c) was trained against --
+and decodes with p(x|z,c); a learned prior (the aggregate posterior) is not used there.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:  # pragma: no cover
+    from molvae.vae.model import MolVAE
+
+__all__ = ["sample", "draw_latent", "SamplingError", "PRIORS"]
+
+logger = logging.getLogger(__name__)
+
+PRIORS = ("auto", "learned", "standard")
+# a faithful run draws at most this many latent points per molecule asked for (acceptance
+# of the shipped models is 0.3-0.6; below 1/MAX_DRAWS_PER_MOLECULE something is wrong)
+MAX_DRAWS_PER_MOLECULE = 20
+
+
+class SamplingError(RuntimeError):
+    """Sampling cannot deliver what was asked (e.g. too few faithful molecules within the draw bound)."""
+
+
+def resolve_prior(model: MolVAE, prior: str, conditional: bool = False) -> str:
+    """``"learned"`` or ``"standard"`` for ``prior`` in :data:`PRIORS` (``auto``: learned when the model has one).
+
+    ``conditional``: sampling for a property condition, which always uses N(0, I).
+    """
+    if prior not in PRIORS:
+        raise ValueError(f"unknown prior {prior!r}; use one of {', '.join(PRIORS)}")
+    if conditional:
+        if prior == "learned":
+            raise ValueError("conditional sampling draws z from N(0, I), the prior q(z|x,c) was trained against; "
+                             "a learned prior is not used with a condition (use prior='standard' or 'auto')")
+        return "standard"
+    has = getattr(model, "prior", None) is not None
+    if prior == "learned" and not has:
+        raise ValueError("this model has no learned prior: fit one with molvae.fit_prior (CLI: molvae fit-prior) or use prior='standard'")
+    if prior == "auto":
+        return "learned" if has else "standard"
+    return prior
+
+
+def draw_latent(model: MolVAE, n: int, prior: str = "auto", generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` latent points (n, latent_dim) from the learned prior or N(0, I)."""
+    if resolve_prior(model, prior) == "learned":
+        return model.prior.sample(n, generator=generator)
+    return torch.randn(n, model.latent_dim, generator=generator)
+
+
+def _round_seed(seed: int | None, i: int) -> int | None:
+    return None if seed is None else int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+
+
+def sample(
+    model: MolVAE,
+    n: int,
+    temperature: float = 1.0,
+    seed: int | None = None,
+    batch_size: int = 1024,
+    method: str = "sample",
+    progress: bool = True,
+    faithful: bool = True,
+    prior: str = "auto",
+    max_draws: int | None = None,
+    precision: str = "auto",
+    condition: dict[str, float] | None = None,
+) -> pd.DataFrame:
+    """``n`` molecules: DataFrame smiles, selfies, valid, faithful, nll (see ``MolVAE.sample``).
+
+    ``df.attrs`` holds ``n_drawn`` (latent points decoded), ``acceptance_rate`` (the fraction
+    of them that were faithful), ``prior`` (the one used) and ``condition`` (the targets asked
+    for, or None).  ``condition``: property targets of a conditional model, one value per
+    name (names left out are marginalized).
+    """
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    if condition is not None:
+        from molvae.vae.conditions import condition_tensor
+
+        if not isinstance(condition, Mapping):
+            raise ValueError(f"condition must map property names to targets, e.g. {{'logp': 2.5}}; got {condition!r}")
+        condition_tensor(model, condition, 1)  # unknown names, or an unconditional model: fail before drawing
+        condition = {k: float(v) for k, v in condition.items()}
+    which = resolve_prior(model, prior, conditional=condition is not None)
+    gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+    if not faithful:
+        df = model.decode_z(draw_latent(model, n, which, gen), method=method, temperature=temperature, seed=seed,
+                            batch_size=batch_size, progress=progress, precision=precision, condition=condition)
+        df.attrs.update(n_drawn=n, acceptance_rate=float(df["faithful"].mean()) if n else float("nan"), prior=which,
+                        condition=condition)
+        return df
+    limit = int(max_draws) if max_draws is not None else max(MAX_DRAWS_PER_MOLECULE * n, 1000)
+    frames: list[pd.DataFrame] = []
+    accepted = drawn = n_faithful = 0
+    bar = tqdm(total=n, desc="sample", unit="mol", disable=not progress or n < batch_size, leave=False)
+    try:
+        i = 0
+        while accepted < n:
+            need = n - accepted
+            rate = accepted / drawn if drawn else 0.5
+            m = min(limit - drawn, max(64, math.ceil(need / max(rate, 0.05) * 1.1)))
+            if m <= 0:
+                raise SamplingError(
+                    f"only {accepted:,} of {n:,} faithful molecules after decoding {drawn:,} latent points "
+                    f"(acceptance {accepted / max(drawn, 1):.3f}; bound {limit:,} draws): this model rarely spells a "
+                    "molecule the way it was trained; sample with faithful=False (CLI --no-faithful), raise max_draws, "
+                    "or train it longer"
+                )
+            z = draw_latent(model, m, which, gen)
+            df = model.decode_z(z, method=method, temperature=temperature, seed=_round_seed(seed, i),
+                                batch_size=batch_size, progress=False, precision=precision, condition=condition)
+            drawn += m
+            n_faithful += int(df["faithful"].sum())
+            keep = df[df["faithful"]].head(need)
+            frames.append(keep)
+            accepted += len(keep)
+            bar.update(len(keep))
+            i += 1
+    finally:
+        bar.close()
+    out = pd.concat(frames, ignore_index=True) if frames else model.decode_z(np.zeros((0, model.latent_dim)))
+    rate = n_faithful / drawn if drawn else float("nan")
+    out.attrs.update(n_drawn=drawn, acceptance_rate=rate, prior=which, condition=condition)
+    logger.info("sampled %d faithful molecules from %d latent points (acceptance %.3f, %s prior)", len(out), drawn,
+                rate, which)
+    return out
