@@ -8,7 +8,7 @@ random MOSES test molecules and for each decoy set:
 
 * ``zinc_outside_moses``: ZINC250k molecules (the bundled valid + test subsets) that the
   vocabulary can spell but that MOSES's selection would have excluded: molecular weight
-  outside 250-350, or failing the MCF/PAINS filters (``molvae.metrics.suite.mol_passes_filters``),
+  outside 250-350, or failing the MCF/PAINS filters (``molvae.metrics.mol_passes_filters``),
   or more than 7 rotatable bonds.  Stereochemistry is removed first (MOSES has none, and the
   shipped vocabulary has no stereo tokens: without this only ZINC's stereo-free quarter
   would be eligible).
@@ -43,7 +43,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 import molvae as mv  # noqa: E402
 from molvae.chem import canonical  # noqa: E402
 from molvae.vae.likelihood import random_selfies_decoys, score, selfies_edit_decoys  # noqa: E402
-from molvae.metrics.suite import mol_passes_filters  # noqa: E402
+from molvae.metrics import mol_passes_filters  # noqa: E402
 from molvae.properties import compute  # noqa: E402
 
 SECTION = "anomaly"

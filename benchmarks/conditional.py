@@ -13,7 +13,7 @@ against the same targets.  Per target:
 * ``median_abs_error``: median over valid samples of |achieved property - target| (RDKit
   Crippen logP, QED; :mod:`molvae.properties`), and ``achieved_median``;
 * ``valid``, ``unique`` (distinct canonical SMILES among the valid ones), ``novel`` (distinct
-  valid molecules absent from MOSES train, ``--train``; :func:`molvae.metrics.suite.novelty`);
+  valid molecules absent from MOSES train, ``--train``; :func:`molvae.metrics.novelty`);
 * ``acceptance`` (faithful fraction of decoded strings, :mod:`molvae.vae.sampling`);
 * ``error_ratio`` = baseline median error / conditional median error (> 1: conditioning helps).
 

@@ -22,7 +22,7 @@ Protocol choices (all stated in the RESULTS.md section):
 * Success: such a molecule was found.  Failures count as improvement 0 in the mean; a success
   keeps its difference even when it is negative (the best constrained molecule found was worse
   than the start).  Std is the population std (ddof=0) over all starts.
-* One ``molvae.optimization.run`` call per start with ``min_similarity = min(delta)``; the larger
+* One ``molvae.optimize`` call per start with ``min_similarity = min(delta)``; the larger
   deltas are read from the same history (its ``similarity`` column is the Tanimoto similarity
   to the start for every molecule checked, scored or not).  Each delta's answer is a molecule
   the oracle scored that meets that delta, found with the same number of oracle calls, so the
@@ -45,7 +45,7 @@ SMILES/SELFIES directly may do better).
 
 Writes ``benchmarks/constrained_logp/results-<objective>-<strategy>-b<B>-s<S>-n<N>.csv`` (one
 row per start and delta) and the ``constrained_logp`` section of benchmarks/RESULTS.md.
-Uses only the public API (``molvae.optimization.run``, ``molvae.properties``, ``model.tokenizer``).
+Uses only the public API (``molvae.optimize``, ``molvae.properties``, ``model.tokenizer``).
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def best_modified(
     """The best scored molecule of ``history`` that is a modified ``start`` with similarity >= ``delta``.
 
     ``history`` needs the columns ``smiles``, ``objective``, ``similarity`` and ``status``
-    (:attr:`molvae.optimization.run.OptimizationResult.history`); ``start_score`` is not needed: the
+    (:attr:`molvae.OptimizationResult.history`); ``start_score`` is not needed: the
     caller computes the improvement with :func:`improvement`.  Molecules in ``exclude`` (and
     their stereoisomers) never count.  Returns ``{"best", "best_score", "similarity",
     "success"}`` (``best`` ``None`` and scores NaN on failure).
@@ -388,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--strategy", default="trust_region")
     ap.add_argument("--opt", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="extra keyword arguments for molvae.optimization.run (values as Python literals)")
+                    help="extra keyword arguments for molvae.optimize (values as Python literals)")
     ap.add_argument("--objective", default="logp_sa", choices=list(mv.properties.PROPERTIES))
     ap.add_argument("--one-run-per-delta", action="store_true",
                     help="one optimize call per start and delta (default: one per start, at min(delta))")

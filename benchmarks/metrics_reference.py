@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from molvae import metrics as M  # noqa: E402
+from molvae.chem import canonical_many  # noqa: E402
 from molvae.utils.paths import cache_dir, data_dir  # noqa: E402
 
 log = logging.getLogger("metrics_reference")
@@ -72,7 +73,7 @@ def main() -> None:
 
         test = pd.read_csv(data_dir() / "moses" / "test.csv.gz")["SMILES"].tolist()[: args.check_fcd]
         sub = gen[: args.check_fcd]
-        canon = lambda xs: [c for c in M._canonicalize(xs, args.n_jobs) if c]  # noqa: E731
+        canon = lambda xs: [c for c in canonical_many(xs, n_jobs=args.n_jobs, probe=0) if c]  # noqa: E731
         t0 = time.perf_counter()
         ours = M.fcd(sub, test, device=args.device)
         theirs = fcd.get_fcd(canon(sub), canon(test), device=args.device)

@@ -4,7 +4,7 @@
                              [--strategy trust_region] [--batch-size 32] [--screening 10000]
     python benchmarks/pmo.py --quick          # qed + celecoxib_rediscovery, seed 0, budget 300
 
-Each run (one oracle, one seed) is ``molvae.optimization.run`` with a PMO oracle
+Each run (one oracle, one seed) is ``molvae.optimize`` with a PMO oracle
 (:mod:`molvae.oracles`, GuacaMol's scoring functions) as the objective and a budget of
 distinct oracle calls.  Its AUC top-10 is PMO's (:func:`molvae.oracles.pmo_auc`: the
 top-10 mean every 100 calls, trapezoids from 0, the last value held to the budget when a
@@ -50,7 +50,6 @@ from molvae.oracles import (  # noqa: E402
     PMO_ORACLES,
     TDC_DIFFERS,
     get_oracle,
-    pmo_auc,
     random_screening,
     top_n_curve,
 )
@@ -153,7 +152,7 @@ def one_run(model, name: str, seed: int, args, out_dir: Path) -> dict:
     return {
         "oracle": name,
         "seed": seed,
-        "auc_top10": pmo_auc(scores, args.budget),
+        "auc_top10": res.pmo_auc(),  # PMO's AUC top-10 (molvae.oracles.pmo_auc over these scores)
         "top1": float(top1[-1]) if n else 0.0,
         "top10": float(top10[-1]) if n else 0.0,
         "n_calls": int(min(n, args.budget)),

@@ -4,7 +4,7 @@
 >>> oracle = get_oracle("celecoxib_rediscovery")                                   # doctest: +SKIP
 >>> oracle(["CC1=CC=C(C=C1)C1=CC(=NN1C1=CC=C(C=C1)S(N)(=O)=O)C(F)(F)F"])            # doctest: +SKIP
 array([1.])
->>> res = molvae.optimization.run(model, objective=oracle, budget=10_000, seed=0)          # doctest: +SKIP
+>>> res = molvae.optimize(model, objective=oracle, budget=10_000, seed=0)          # doctest: +SKIP
 >>> pmo_auc(res.history.query("status == 'scored'").sort_values("call")["score"], 10_000)  # doctest: +SKIP
 
 The oracles
@@ -27,7 +27,7 @@ The oracles
 Invalid molecules: NaN
     A SMILES that RDKit cannot parse (or an empty one) gets NaN without calling guacamol,
     and so does a molecule guacamol cannot score (its ``corrupt_score``, -1).  NaN is what
-    :func:`molvae.optimization.run` reads as a failed call (kept out of the top molecules and of
+    :func:`molvae.optimize` reads as a failed call (kept out of the top molecules and of
     the surrogates), and it keeps "no score" apart from a true 0, which many of these
     tasks give to valid molecules (valsartan_smarts without the SMARTS match, for one).
     PMO gives invalid molecules 0; :func:`pmo_auc` therefore counts NaN as 0.  The
@@ -49,7 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from molvae.chem import quiet_rdkit, to_mol
+from molvae.chem import canonical, kept_rdkit_log, quiet_rdkit, to_mol
+from molvae.data.datasets import load_dataset
 
 __all__ = [
     "PMO_ORACLES",
@@ -128,19 +129,12 @@ def _guacamol() -> tuple[Any, Any]:
 
     if not hasattr(scipy, "histogram"):  # removed from SciPy; guacamol.utils.chemistry imports it
         scipy.histogram = np.histogram
-    from rdkit import rdBase
-
     # guacamol turns RDKit's log off for the whole process on import: put it back as it was
-    before = dict(line.split(":") for line in rdBase.LogStatus().splitlines() if ":" in line)
-    try:
-        from guacamol import benchmark_suites, standard_benchmarks
-    except ImportError as err:
-        raise ImportError(f"{_GUACAMOL_HELP} ({type(err).__name__}: {err})") from err
-    finally:
-        from rdkit import RDLogger
-
-        for name, state in before.items():
-            (RDLogger.EnableLog if state == "enabled" else RDLogger.DisableLog)(name)
+    with kept_rdkit_log():
+        try:
+            from guacamol import benchmark_suites, standard_benchmarks
+        except ImportError as err:
+            raise ImportError(f"{_GUACAMOL_HELP} ({type(err).__name__}: {err})") from err
     return standard_benchmarks, benchmark_suites
 
 
@@ -170,7 +164,7 @@ class Oracle:
         if name not in PMO_ORACLES:
             raise ValueError(f"unknown PMO oracle {name!r}; available: {', '.join(PMO_ORACLES)}")
         self.name = name
-        self.__name__ = name  # molvae.optimization.run names the objective column after it
+        self.__name__ = name  # molvae.optimize names the objective column after it
         self.benchmark = _guacamol_benchmark(name)
         self.scoring_function = self.benchmark.objective
         self.n_scored = 0
@@ -270,9 +264,6 @@ def pmo_auc(scores: Sequence[float] | np.ndarray, budget: int, top_n: int = 10, 
 # =============================================================================== screening
 def zinc_screening_pool() -> list[str]:
     """The bundled ZINC250k molecules (``zinc`` valid and test splits), canonical, distinct."""
-    from molvae.chem import canonical
-    from molvae.data import load_dataset
-
     seen: dict[str, None] = {}
     for split in ("valid", "test"):
         for s in load_dataset("zinc", split):

@@ -24,14 +24,11 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
+import functools
 import os
 import sys
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -39,6 +36,12 @@ from rdkit import Chem, DataStructs, RDConfig
 from rdkit.Chem import QED, Crippen, Descriptors, Lipinski, rdMolDescriptors
 
 from molvae.chem import canonical, quiet_rdkit, to_mol
+from molvae.chem.fingerprints import morgan_fingerprint, tanimoto
+from molvae.utils.cache import LRUCache
+from molvae.utils.parallel import chunked_map, default_jobs
+
+#: Morgan bit vector (radius 2, 2,048 bits) of a SMILES or Mol, None when it does not parse.
+fingerprint = morgan_fingerprint
 
 __all__ = [
     "PROPERTIES",
@@ -172,70 +175,10 @@ def available() -> list[str]:
     return [*PROPERTIES, *_SPECIAL]
 
 
-# ----------------------------------------------------------------------------- fingerprints
-
-_GENERATOR = None
-
-
-def _morgan_generator():
-    global _GENERATOR
-    if _GENERATOR is None:
-        from rdkit.Chem import rdFingerprintGenerator  # noqa: PLC0415
-
-        _GENERATOR = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
-    return _GENERATOR
-
-
-def fingerprint(smiles: object) -> DataStructs.ExplicitBitVect | None:
-    """Morgan fingerprint (radius 2, 2048 bits) of a SMILES (or ``Mol``), ``None`` if unparsable."""
-    mol = smiles if isinstance(smiles, Chem.Mol) else to_mol(smiles)
-    if mol is None:
-        return None
-    return _morgan_generator().GetFingerprint(mol)
-
-
 # ----------------------------------------------------------------------------- cache
 
 
-class _LRUCache:
-    """A size-bounded least-recently-used dict with hit/miss counters."""
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = int(maxsize)
-        self.hits = 0
-        self.misses = 0
-        self._data: OrderedDict[Hashable, float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> float | None:
-        with self._lock:
-            try:
-                value = self._data[key]
-            except KeyError:
-                self.misses += 1
-                return None
-            self._data.move_to_end(key)
-            self.hits += 1
-            return value
-
-    def put(self, key: Hashable, value: float) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-            self.hits = 0
-            self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
-_CACHE = _LRUCache(CACHE_SIZE)
+_CACHE = LRUCache(CACHE_SIZE)
 
 
 def clear_cache() -> None:
@@ -284,10 +227,10 @@ def _build_scorers(names: Sequence[str], reference: object, smarts: object) -> l
 
 
 def _tanimoto_to(ref_fp: DataStructs.ExplicitBitVect) -> Callable[[Chem.Mol], float]:
-    def tanimoto(mol: Chem.Mol) -> float:
-        return DataStructs.TanimotoSimilarity(_morgan_generator().GetFingerprint(mol), ref_fp)
+    def similarity_to_reference(mol: Chem.Mol) -> float:
+        return tanimoto(morgan_fingerprint(mol), ref_fp)
 
-    return tanimoto
+    return similarity_to_reference
 
 
 def _compile_smarts(smarts: object) -> Chem.Mol:
@@ -340,28 +283,23 @@ def _evaluate(strings: Sequence[str], scorers: list[_Scorer]) -> tuple[list[str 
     return canons, out
 
 
-def _worker(strings: list[str], names: list[str], reference: object, smarts: object):
-    """Process-pool entry point (top level, so it works with the spawn start method)."""
-    return _evaluate(strings, _build_scorers(names, reference, smarts))
+def _score_chunk(strings: list[str], names: list[str], reference: object, smarts: object) -> list[tuple]:
+    """Worker entry point: ``(canonical, values)`` per string (the scorers are rebuilt here)."""
+    canons, values = _evaluate(strings, _build_scorers(names, reference, smarts))
+    return list(zip(canons, values))
 
 
 def _evaluate_parallel(
     strings: list[str], names: list[str], scorers: list[_Scorer], reference: object, smarts: object, n_jobs: int
 ) -> np.ndarray:
-    n_chunks = min(len(strings), n_jobs * 4)
-    bounds = np.linspace(0, len(strings), n_chunks + 1).astype(int)
-    chunks = [strings[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    workers = min(n_jobs, len(chunks))
-    logger.info("scoring %d unique SMILES on %d processes (%d chunks)", len(strings), workers, len(chunks))
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        results = list(pool.map(_worker, chunks, repeat(names), repeat(reference), repeat(smarts)))
-    out = np.concatenate([values for _, values in results], axis=0)
-    for canons, values in results:  # share the workers' results with this process's cache
-        for canon, vals in zip(canons, values):
-            if canon is not None:
-                for (key, _), v in zip(scorers, vals):
-                    _CACHE.put((key, canon), float(v))
+    logger.info("scoring %d unique SMILES on %d processes", len(strings), n_jobs)
+    work = functools.partial(_score_chunk, names=names, reference=reference, smarts=smarts)
+    results = chunked_map(work, strings, n_jobs=n_jobs, min_chunk=64, max_chunk=max(64, len(strings) // (4 * n_jobs)))
+    out = np.array([values for _, values in results], dtype=np.float64).reshape(len(strings), len(scorers))
+    for canon, values in results:  # share the workers' results with this process's cache
+        if canon is not None:
+            for (key, _), v in zip(scorers, values):
+                _CACHE.put((key, canon), float(v))
     return out
 
 
@@ -383,8 +321,8 @@ def compute(
             ``reference`` (Tanimoto, Morgan r=2, 2048 bits); ``"substructure"`` needs
             ``smarts`` (1.0 match / 0.0 no match).
         n_jobs: worker processes for inputs with ``>= parallel_threshold`` unique SMILES;
-            ``None`` or ``<= 0`` means ``os.cpu_count()``, 1 keeps everything in-process.
-            Workers are spawned, so scripts need the usual ``if __name__ == "__main__":``.
+            ``None`` or ``<= 0`` means all cores (or ``MOLVAE_JOBS``), 1 keeps everything
+            in-process.  Workers are forked, so plain scripts without a main guard work too.
         parallel_threshold: minimum number of unique SMILES for the process pool (5000).
 
     Returns:
@@ -407,7 +345,7 @@ def compute(
     unique = list(position)
 
     if n_jobs is None or n_jobs <= 0:
-        n_jobs = os.cpu_count() or 1
+        n_jobs = default_jobs()
     if n_jobs > 1 and len(unique) >= max(parallel_threshold, 2):
         values = _evaluate_parallel(unique, names, scorers, reference, smarts, n_jobs)
     else:

@@ -15,20 +15,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing as mp
+import functools
 import os
 import sys
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import selfies as sf
-from tqdm.auto import tqdm
 
 from molvae.chem import MAX_SMILES_LENGTH, canonical, standardize
+from molvae.utils.io import atomic_write
+from molvae.utils.parallel import chunked_map
 
 __all__ = ["SelfiesTokenizer", "TokenizationError", "EncodedBatch", "SPECIAL_TOKENS", "is_faithful", "decode_strings"]
 
@@ -38,8 +38,8 @@ PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
 TOKENIZER_FORMAT = "molvae-selfies-tokenizer"
 TOKENIZER_VERSION = 1
-# Below this many molecules a batch is tokenized in-process: starting workers costs more.
-PARALLEL_THRESHOLD = 20_000
+# Below this many molecules a batch is tokenized in-process: handing chunks to workers costs more.
+PARALLEL_THRESHOLD = 8_000
 _CHUNK = 4_000
 
 
@@ -81,8 +81,7 @@ def smiles_to_tokens(smiles: object, standardize_input: bool = True) -> list[str
     return tokens
 
 
-def _tokenize_chunk(args: tuple[list, bool]) -> list[tuple[list[str] | None, str | None]]:
-    chunk, standardize_input = args
+def _tokenize_chunk(chunk: list, standardize_input: bool = True) -> list[tuple[list[str] | None, str | None]]:
     out = []
     for s in chunk:
         try:
@@ -102,28 +101,15 @@ def tokenize_many(
 ) -> list[tuple[list[str] | None, str | None]]:
     """``(tokens, None)`` or ``(None, reason)`` for each input, in order; never raises per molecule.
 
-    Large inputs are spread over ``n_jobs`` processes (default: all cores).
+    Inputs of ``PARALLEL_THRESHOLD`` molecules or more are spread over ``n_jobs`` worker
+    processes (default: all cores; the package's forked pool, which works from plain scripts).
     """
     smiles = list(smiles)
-    n_jobs = n_jobs or os.cpu_count() or 1
-    chunks = [(smiles[i : i + _CHUNK], standardize_input) for i in range(0, len(smiles), _CHUNK)]
-    bar = tqdm(total=len(smiles), desc="tokenize", unit="mol", disable=not progress, leave=False)
-    results: list[tuple[list[str] | None, str | None]] = []
-    try:
-        if n_jobs > 1 and len(smiles) >= PARALLEL_THRESHOLD:
-            # a worker that dies raises BrokenProcessPool here instead of hanging the batch
-            with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn")) as pool:
-                for part in pool.map(_tokenize_chunk, chunks):
-                    results.extend(part)
-                    bar.update(len(part))
-        else:
-            for chunk in chunks:
-                part = _tokenize_chunk(chunk)
-                results.extend(part)
-                bar.update(len(part))
-    finally:
-        bar.close()
-    return results
+    if len(smiles) < PARALLEL_THRESHOLD:
+        n_jobs = 1
+    work = functools.partial(_tokenize_chunk, standardize_input=standardize_input)
+    return chunked_map(work, smiles, n_jobs=n_jobs, min_chunk=_CHUNK // 4, max_chunk=_CHUNK,
+                       progress=progress, desc="tokenize")
 
 
 @dataclass
@@ -223,7 +209,7 @@ class SelfiesTokenizer:
         return cls(data["tokens"], int(data["max_length"]), bool(data.get("standardize_input", True)))
 
     def save(self, path: str | os.PathLike) -> None:
-        with open(path, "w") as fh:
+        with atomic_write(path) as fh:
             json.dump(self.to_dict(), fh, indent=1)
 
     @classmethod

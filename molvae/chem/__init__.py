@@ -1,5 +1,27 @@
 """Molecules: parsing, canonical SMILES, standardization (``molecules``), Morgan fingerprints and Tanimoto similarity (``fingerprints``)."""
 
-from molvae.chem.molecules import MAX_SMILES_LENGTH, canonical, heavy_atoms, is_valid, quiet_rdkit, standardize, to_mol
+from molvae.chem.molecules import (
+    MAX_SMILES_LENGTH,
+    canonical,
+    canonical_many,
+    canonical_set,
+    heavy_atoms,
+    is_valid,
+    kept_rdkit_log,
+    quiet_rdkit,
+    standardize,
+    to_mol,
+)
 
-__all__ = ["MAX_SMILES_LENGTH", "quiet_rdkit", "to_mol", "canonical", "standardize", "heavy_atoms", "is_valid"]
+__all__ = [
+    "MAX_SMILES_LENGTH",
+    "quiet_rdkit",
+    "kept_rdkit_log",
+    "to_mol",
+    "canonical",
+    "canonical_many",
+    "canonical_set",
+    "standardize",
+    "heavy_atoms",
+    "is_valid",
+]

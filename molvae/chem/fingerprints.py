@@ -90,12 +90,14 @@ def tanimoto_matrix(a, b, a_counts=None, b_counts=None, empty: float = 1.0):
     fingerprints have similarity ``empty`` (1, as in MOSES; a GP kernel may want 0).
     """
     inter = a @ b.T
-    if hasattr(inter, "float") and not isinstance(inter, np.ndarray):
-        inter = inter.float()  # torch: count in float32 whatever the matmul type
-    else:
-        inter = inter.astype(np.float64, copy=False)
     na = a.sum(1) if a_counts is None else a_counts
     nb = b.sum(1) if b_counts is None else b_counts
-    denom = na[:, None] + nb[None, :] - inter
-    zero = denom == 0
-    return inter / (denom + zero) + zero * empty
+    if isinstance(inter, np.ndarray):
+        inter = inter.astype(np.float64, copy=False)
+        denom = na[:, None] + nb[None, :] - inter
+        zero = denom == 0
+        return inter / (denom + zero) + zero * empty
+    # torch: in place on the (possibly large) block, counting in float32 whatever the matmul type
+    inter = inter.float()
+    denom = (na.float()[:, None] + nb.float()[None, :]).sub_(inter)
+    return inter.div_(denom).nan_to_num_(nan=empty)  # 0/0 (two empty fingerprints) -> ``empty``

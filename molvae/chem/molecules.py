@@ -12,13 +12,40 @@ vocabulary, too many tokens) is rejected later by the tokenizer with a reason.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterable, Iterator
 
 from rdkit import Chem, RDLogger, rdBase
 
+from molvae.utils.parallel import map_items
+
 MAX_SMILES_LENGTH = 5000
 
-__all__ = ["MAX_SMILES_LENGTH", "quiet_rdkit", "to_mol", "canonical", "standardize", "heavy_atoms", "is_valid"]
+__all__ = [
+    "MAX_SMILES_LENGTH",
+    "quiet_rdkit",
+    "kept_rdkit_log",
+    "to_mol",
+    "canonical",
+    "canonical_many",
+    "canonical_set",
+    "standardize",
+    "heavy_atoms",
+    "is_valid",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def kept_rdkit_log() -> Iterator[None]:
+    """Put RDKit's log switches back as they were when the block ends (for code that changes them)."""
+    before = dict(line.split(":") for line in rdBase.LogStatus().splitlines() if ":" in line)
+    try:
+        yield
+    finally:
+        for name, state in before.items():
+            (RDLogger.EnableLog if state == "enabled" else RDLogger.DisableLog)(name)
 
 
 @contextlib.contextmanager
@@ -29,13 +56,9 @@ def quiet_rdkit() -> Iterator[None]:
     ...     to_mol("not a smiles") is None
     True
     """
-    before = dict(line.split(":") for line in rdBase.LogStatus().splitlines() if ":" in line)
-    RDLogger.DisableLog("rdApp.*")
-    try:
+    with kept_rdkit_log():
+        RDLogger.DisableLog("rdApp.*")
         yield
-    finally:
-        for name, state in before.items():
-            (RDLogger.EnableLog if state == "enabled" else RDLogger.DisableLog)(name)
 
 
 def to_mol(smiles: object) -> Chem.Mol | None:
@@ -64,6 +87,30 @@ def canonical(smiles: object, isomeric: bool = True) -> str | None:
         return Chem.MolToSmiles(mol, isomericSmiles=isomeric)
     except Exception:
         return None
+
+
+def canonical_many(
+    smiles: Iterable[object], n_jobs: int | None = None, probe: int = 2000, progress: bool = False
+) -> list[str | None]:
+    """Canonical SMILES of each input (``None`` where RDKit cannot parse it), on the process pool.
+
+    The one "is it already canonical?" shortcut of the package: when a list is longer than
+    ``probe`` and an evenly spread sample of ``probe`` of its strings is canonical already
+    (a bundled dataset, a previous run's output), the list is returned as it is (non-strings
+    and empty strings as ``None``) instead of parsing every molecule.
+    """
+    items = list(smiles)
+    if probe and len(items) > probe:
+        sample = items[:: max(1, len(items) // probe)]
+        if all(isinstance(x, str) and x and canonical(x) == x for x in sample):
+            logger.debug("%d SMILES look canonical (%d probed); used as they are", len(items), len(sample))
+            return [x if isinstance(x, str) and x else None for x in items]
+    return map_items(canonical, items, n_jobs=n_jobs, progress=progress, desc="canonicalize")
+
+
+def canonical_set(smiles: Iterable[object], n_jobs: int | None = None) -> set[str]:
+    """The set of canonical SMILES of the parsable inputs (see :func:`canonical_many`)."""
+    return {c for c in canonical_many(smiles, n_jobs=n_jobs) if c}
 
 
 def standardize(smiles: object, largest_fragment: bool = True, strip_isotopes: bool = True) -> str | None:

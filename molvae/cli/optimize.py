@@ -5,7 +5,7 @@
     molvae optimize --objective qed --storage sqlite:///study.db --study run1 -o out.csv   # resumable;
         # start the same command on several machines (one shared --storage) to share the budget
 
-Wire it into ``molvae/cli.py`` with ``add_parser(sub, parents=[verbosity, model_opts])``.
+:func:`molvae.cli.main.build_parser` registers it with ``add_parser(sub, parents=[verbosity, model_opts])``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _read_lines(path: str) -> list[str]:
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Register ``optimize``; ``parents`` bring ``--model``/``--device`` and the verbosity flags."""
-    from molvae.optimization.run import SAMPLERS, STRATEGIES
+    from molvae.optimization import SAMPLERS, STRATEGIES
 
     s = subparsers.add_parser(
         "optimize",
@@ -98,8 +98,9 @@ def _top_path(output: str) -> Path:
 def cmd_optimize(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from molvae.vae.model import MolVAE, load_pretrained
-    from molvae.optimization.run import optimize
+    from molvae.vae.checkpoint import load_pretrained
+    from molvae.vae.model import MolVAE
+    from molvae.optimization import optimize
 
     device = getattr(args, "device", None) or "auto"
     model_path = getattr(args, "model", None)

@@ -1,4 +1,15 @@
-"""Latent-space optimization with Optuna: objectives, constraints, the budget ledger, strategies, results."""
+"""Latent-space optimization: :func:`optimize` and what it is made of.
 
-from molvae.optimization.run import *  # noqa: F401,F403
-from molvae.optimization.run import __all__  # noqa: F401
+``run`` (:func:`optimize`, the how-to in its docstring), ``objectives``, ``constraints``,
+``storage`` (Optuna storages), ``ledger`` (the shared study and its budget), ``candidates``,
+``scored``, ``session`` (one worker's run), ``surrogates``, ``mutations`` (SELFIES edits),
+``strategies`` (one module per strategy) and ``result`` (:class:`OptimizationResult`).
+"""
+
+from molvae.optimization.records import LEDGER_KEY
+from molvae.optimization.result import OptimizationResult
+from molvae.optimization.run import optimize
+from molvae.optimization.storage import open_storage
+from molvae.optimization.strategies import SAMPLERS, STRATEGIES
+
+__all__ = ["optimize", "OptimizationResult", "STRATEGIES", "SAMPLERS", "open_storage", "LEDGER_KEY"]

@@ -1,4 +1,20 @@
-"""Property predictors on latent vectors: a Tanimoto/latent GP and an MLP ensemble."""
+"""Property predictors on latent vectors: a Gaussian process and an MLP ensemble.
 
-from molvae.predictors.all import *  # noqa: F401,F403
-from molvae.predictors.all import __all__  # noqa: F401
+Modules: ``base`` (:class:`LatentPredictor`: fit with cross-validation, checks, the
+pickle-free file format), ``gp`` (:class:`GPPredictor`), ``mlp`` (:class:`MLPEnsemble`),
+``factory`` (:func:`make_predictor`).
+"""
+
+from molvae.predictors.base import FORMAT, FORMAT_VERSION, LatentPredictor
+from molvae.predictors.factory import make_predictor
+from molvae.predictors.gp import GPPredictor
+from molvae.predictors.mlp import MLPEnsemble
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "LatentPredictor",
+    "GPPredictor",
+    "MLPEnsemble",
+    "make_predictor",
+]

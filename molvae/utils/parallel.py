@@ -99,20 +99,19 @@ def chunked_map(
         size = max(1, min(size, max_chunk))
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
     out: list[R] = []
+    finished = 0  # chunks whose results are in ``out``
     with tqdm(total=len(items), desc=desc, unit="mol", disable=not progress, leave=False, mininterval=1) as bar:
         if pool is not None:
             try:
                 for part in pool.map(fn, chunks):
                     out.extend(part)
+                    finished += 1
                     bar.update(len(part))
             except BrokenProcessPool:
                 logger.warning("a worker process died; running the rest of this batch in the calling process")
                 _shutdown()
-        done = len(out)
-        for chunk_start in range(0, len(items), size):
-            if chunk_start + size <= done:
-                continue
-            part = fn(items[chunk_start : chunk_start + size])
+        for chunk in chunks[finished:]:
+            part = fn(chunk)
             out.extend(part)
             bar.update(len(part))
     return out

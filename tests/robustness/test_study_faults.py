@@ -1,14 +1,22 @@
 """A worker of a shared optimization study killed with SIGKILL while it holds reservations.
 
-Three processes run :func:`molvae.optimization.run.optimize` on one study.  Worker 0's objective
+Three processes run :func:`molvae.optimize` on one study.  Worker 0's objective
 hangs in the middle of its second oracle call (after writing the molecules it was asked
 to score to its log), and the test kills it there: it dies holding RUNNING trials it will
 never record.  The two survivors join the study once worker 0 hangs (so that a slow start
 of worker 0 cannot let them spend the whole budget first).  What is promised (the module
-docstring of ``molvae/optimize.py``): the survivors free those reservations (``stale_after``
+docstring of ``molvae/optimization/run.py``): the survivors free those reservations (``stale_after``
 seconds for SQLite / journal files, heartbeats for PostgreSQL), fill them, and stop exactly
 at the budget; no molecule is recorded twice, no trial stays RUNNING, and the only oracle
 calls the study does not hold are the ones that were under way in the killed worker.
+
+Timing margins: a reservation counts as dead after ``STALE_AFTER`` (10 s) without a sign of
+life, while a live worker writes one every 2.5 s (``stale_after / 4``; heartbeats every second
+for PostgreSQL, failed after ``GRACE`` = 10 s): a worker descheduled for seconds on a loaded
+2-core machine is not taken for dead.  The unit test of ``stale_after`` runs on a clock of its
+own and depends on no timing at all.
+
+The model is the session's search model (``search_model_path``, tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -23,15 +31,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-import torch
 
-from molvae.config import ModelConfig, TrainConfig
-from molvae.data import load_dataset
-from molvae.optimization.run import LEDGER_KEY, open_storage
+from molvae.optimization import LEDGER_KEY, open_storage
+from molvae.optimization.ledger import Ledger
+from molvae.optimization.objectives import parse_objectives
 
 N_WORKERS = 3
 BATCH = 8
 HANG_AT_CALL = 2  # worker 0 hangs in its 2nd oracle call: the start molecules are recorded, a batch is under way
+STALE_AFTER = 10  # seconds (SQLite, journal): a silent worker's reservations are freed after this
+GRACE = 10  # seconds (PostgreSQL): Optuna fails trials without a heartbeat for this long
 
 # One optimization worker.  argv: model storage study worker_id seed budget stale_after
 # grace_period log_file hang_at_call signal_file result_file wait_for.  grace_period > 0: the
@@ -45,7 +54,7 @@ import json, os, sys, time
 import torch
 torch.set_num_threads(1)
 from molvae.vae.model import MolVAE
-from molvae.optimization.run import open_storage, optimize
+from molvae.optimization import open_storage, optimize
 from molvae.properties import compute
 
 (model_path, storage, study, worker, seed, budget, stale_after, grace, log_file, hang_at, signal_file,
@@ -78,32 +87,6 @@ with open(result_file, "w") as fh:
     json.dump({"n_oracle_calls": res.n_oracle_calls, "n_calls_here": res.n_oracle_calls_this_run,
                "oracle_calls": calls}, fh)
 """
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    """A small VAE (1,500 ZINC molecules, 3 epochs): its decoder proposes many distinct molecules."""
-    from molvae.training.loop import train
-
-    root = tmp_path_factory.mktemp("studymodel")
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("MOLVAE_CACHE_DIR", str(root / "cache"))
-            train(
-                load_dataset("zinc", "valid")[:1500],
-                root / "run",
-                ModelConfig(latent_dim=16, embedding_dim=32, encoder_hidden_dim=128, decoder_hidden_dim=256,
-                            decoder_layers=1),
-                TrainConfig(epochs=3, batch_size=32, lr=3e-3, beta=0.1, kl_warmup_steps=30, n_prior_samples=0,
-                            num_threads=1, device="cpu", val_fraction=0.05, max_val=100, early_stopping_patience=0,
-                            log_every=1000),
-                progress=False,
-            )
-    finally:
-        torch.set_num_threads(old)
-    return root / "run" / "best.pt"
 
 
 def _logged_calls(path: Path) -> dict[int, list[str]]:
@@ -214,53 +197,83 @@ def _assert_killed_worker_cost_nothing(res: dict, budget: int) -> None:
     assert res["filled_by_survivors"] + res["killed_recorded"] == budget  # ... and the survivors filled them
 
 
-def test_kill_9_one_of_three_workers_sharing_a_sqlite_study(model_path, tmp_path):
+def test_kill_9_one_of_three_workers_sharing_a_sqlite_study(search_model_path, tmp_path):
     # SQLite URLs get heartbeats with a 120 s grace period; stale_after frees the dead worker's
-    # reservations sooner (4 s after its last sign of life)
-    res = _kill_one_worker(model_path, tmp_path, f"sqlite:///{tmp_path / 'study.db'}", budget=56, stale_after=4, grace=0)
+    # reservations sooner (STALE_AFTER after its last sign of life)
+    res = _kill_one_worker(search_model_path, tmp_path, f"sqlite:///{tmp_path / 'study.db'}", budget=56,
+                           stale_after=STALE_AFTER, grace=0)
     _assert_killed_worker_cost_nothing(res, 56)
 
 
 @pytest.mark.slow
-def test_kill_9_one_of_three_workers_sharing_a_journal_study(model_path, tmp_path):
-    res = _kill_one_worker(model_path, tmp_path, f"journal:///{tmp_path / 'study.log'}", budget=56, stale_after=4, grace=0)
+def test_kill_9_one_of_three_workers_sharing_a_journal_study(search_model_path, tmp_path):
+    res = _kill_one_worker(search_model_path, tmp_path, f"journal:///{tmp_path / 'study.log'}", budget=56,
+                           stale_after=STALE_AFTER, grace=0)
     _assert_killed_worker_cost_nothing(res, 56)
 
 
 @pytest.mark.postgres
-def test_kill_9_one_of_three_workers_sharing_a_postgres_study(postgres_url, model_path, tmp_path):
-    # heartbeats every second, a dead worker's trials failed after 5 s without one; no stale_after
-    res = _kill_one_worker(model_path, tmp_path, postgres_url, budget=56, stale_after=0, grace=5)
+def test_kill_9_one_of_three_workers_sharing_a_postgres_study(postgres_url, search_model_path, tmp_path):
+    # heartbeats every second, a dead worker's trials failed after GRACE seconds without one; no stale_after
+    res = _kill_one_worker(search_model_path, tmp_path, postgres_url, budget=56, stale_after=0, grace=GRACE)
     _assert_killed_worker_cost_nothing(res, 56)
 
 
+class _Clock:
+    """The ledgers' "now": moves only when the test says so.  It starts far ahead of the real
+    clock, so that a reservation's creation time (written by Optuna, real time) is long past
+    and only the signs of life the worker writes (on this clock) keep it held."""
+
+    def __init__(self) -> None:
+        self.now = time.time() + 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _wait_for_sign_of_life(ledger: Ledger, trial_id: int, clock: _Clock) -> None:
+    """Until the heartbeat thread has written the clock's current time on the trial."""
+    deadline = time.monotonic() + 120
+    while ledger.storage.get_trial(trial_id).user_attrs.get("molvae:alive") != round(clock.now, 3):
+        assert time.monotonic() < deadline, "the heartbeat thread wrote no sign of life in 120 s"
+        time.sleep(0.05)
+
+
 def test_stale_after_frees_the_reservations_of_a_silent_worker_only(tmp_path):
-    """A live worker whose oracle call outlasts ``stale_after`` keeps its reservation (it is marked
-    alive while the call runs); once the worker falls silent (heartbeat stopped, as in a killed
-    process) the reservation is freed.  No model: two ledgers on one journal file."""
+    """A live worker whose oracle call outlasts ``stale_after`` keeps its reservation (its heartbeat
+    thread marks it alive while the call runs); once the worker falls silent (heartbeat stopped, as
+    in a killed process) the reservation is freed.  No model: two ledgers on one journal file, on a
+    clock of their own, so that no verdict depends on how the threads are scheduled."""
     from optuna.trial import TrialState
 
-    from molvae.optimization.run import _Ledger, _parse_objectives
-
     storage = f"journal:///{tmp_path / 'study.log'}"
-    objectives = _parse_objectives("qed", "maximize")
-    live = _Ledger(storage, "stale", objectives, 4, 3.0, 1.0, "trust_region")
-    other = _Ledger(storage, "stale", objectives, 4, 3.0, 1.0, "trust_region")
+    objectives = parse_objectives("qed", "maximize")
+    clock = _Clock()
+    stale_after = 1.0  # the thread writes a sign of life every 0.25 s (real time)
+    live = Ledger(storage, "stale", objectives, 4, 3.0, stale_after, "trust_region", clock=clock)
+    other = Ledger(storage, "stale", objectives, 4, 3.0, stale_after, "trust_region", clock=clock)
     try:
         rec = {"smiles": "CCO", "status": "pending", "worker": "live", "values": [None]}
         [(tid, number)] = live.reserve([rec], [None])
-        time.sleep(2.5)  # an oracle call 2.5 times stale_after
-        other.sync()
-        assert other.eligible_numbers() == [number] and other.in_flight() == {"CCO"}
+        _wait_for_sign_of_life(live, tid, clock)
+        for _ in range(3):  # an oracle call 3 times stale_after: the worker keeps saying it is alive
+            clock.now += stale_after
+            _wait_for_sign_of_life(live, tid, clock)
+            other.sync()
+            assert other.eligible_numbers() == [number] and other.in_flight() == {"CCO"}
         live.finish(tid, dict(rec, status="scored", values=[0.4]), [0.4])  # still its to record
         other.sync()
         assert other.n_scored() == 1 and other.finished[number]["status"] == "scored"
 
         [(tid2, number2)] = live.reserve([dict(rec, smiles="CCN")], [None])
-        live.heartbeat.close()  # the worker falls silent
-        time.sleep(1.6)
+        _wait_for_sign_of_life(live, tid2, clock)
+        clock.now += 0.9 * stale_after  # its last sign of life is at most this old: held
+        other.sync()
+        assert other.eligible_numbers() == [number, number2] and other.in_flight() == {"CCN"}
+        live.heartbeat.close(wait=True)  # the worker falls silent: no sign of life after this
+        clock.now += 1.6 * stale_after
         other.sync()  # stale: failed, and no longer counted against the budget
-        assert other.eligible_numbers() == [number]
+        assert other.eligible_numbers() == [number] and other.in_flight() == set()
         assert other.storage.get_trial(tid2).state == TrialState.FAIL
         other.sync()
         assert other.finished[number2]["status"] == "interrupted"
@@ -350,15 +363,13 @@ def test_a_study_with_half_written_attributes_is_joined_not_refused(tmp_path):
     """Workers starting together can see the first one's study attributes half written."""
     import optuna
 
-    from molvae.optimization.run import _Ledger, _parse_objectives
-
     storage = f"sqlite:///{tmp_path / 'half.db'}"
-    objectives = _parse_objectives("qed", "maximize")
+    objectives = parse_objectives("qed", "maximize")
     study = optuna.create_study(storage=storage, study_name="half", direction="maximize")
     study.set_user_attr("molvae:objectives", ["qed"])  # the first worker got this far
-    _Ledger(storage, "half", objectives, 4, 3.0, None, "trust_region").heartbeat.close()
+    Ledger(storage, "half", objectives, 4, 3.0, None, "trust_region").heartbeat.close()
     attrs = optuna.load_study(study_name="half", storage=storage).user_attrs
     assert attrs["molvae:directions"] == ["maximize"] and attrs["molvae:latent_dim"] == 4
     # a really different run is still refused
     with pytest.raises(ValueError, match="latent_dim"):
-        _Ledger(storage, "half", objectives, 8, 3.0, None, "trust_region")
+        Ledger(storage, "half", objectives, 8, 3.0, None, "trust_region")

@@ -242,7 +242,7 @@ def test_pmo_script_quick_mode(tmp_path):
 
 
 def test_a_pmo_task_is_an_objective_by_name():
-    from molvae.optimization.run import _parse_objectives
+    from molvae.optimization.objectives import parse_objectives as _parse_objectives
 
     (obj,) = _parse_objectives("celecoxib_rediscovery", "maximize")
     values, err = obj(["Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1", "not a smiles"])

@@ -14,6 +14,7 @@ from rdkit import Chem
 from rdkit.Chem import Crippen
 
 from molvae import properties as P
+from molvae.utils.cache import LRUCache
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "zinc"
 JTVAE_FILE = DATA / "opt.test.logP-SA"
@@ -118,7 +119,7 @@ def test_spellings_share_values_and_cache():
 
 
 def test_cache_is_bounded(monkeypatch):
-    monkeypatch.setattr(P, "_CACHE", P._LRUCache(2))
+    monkeypatch.setattr(P, "_CACHE", LRUCache(2))
     P.compute(["C", "CC", "CCC", "CCCC"], ["mw"])
     assert P.cache_info()["size"] == 2
     assert P.compute(["C"], ["mw"]).loc[0, "mw"] == pytest.approx(16.043)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import molvae.tokenizer as tok_mod
+import molvae.utils.parallel as parallel
 from molvae.chem import canonical, to_mol
 from molvae.data import load_dataset
 from molvae.tokenizer import (
@@ -33,8 +34,8 @@ def roundtrip():
     """ZINC test (5,000) + a seeded 20,000-molecule MOSES test sample: fit, encode, decode once.
 
     ``fit`` and ``encode`` both tokenize the same list; ``tokenize_many`` is memoized for the
-    duration of the fixture so the 25k molecules are tokenized once (through the spawn pool:
-    25k >= PARALLEL_THRESHOLD and n_jobs=2), and the pool start is recorded.
+    duration of the fixture so the 25k molecules are tokenized once (through the process pool:
+    25k >= PARALLEL_THRESHOLD and n_jobs=2), and the pool's use is recorded.
     """
     zinc = load_dataset("zinc", "test")
     moses = load_dataset("moses", "test")
@@ -44,7 +45,7 @@ def roundtrip():
     assert len(smiles) >= PARALLEL_THRESHOLD
 
     real_tokenize_many = tok_mod.tokenize_many
-    real_get_context = tok_mod.mp.get_context
+    real_chunked_map = tok_mod.chunked_map
     memo: dict = {}
     calls: list[dict] = []
     contexts: list[str] = []
@@ -57,15 +58,17 @@ def roundtrip():
             memo[key] = real_tokenize_many(smi, n_jobs=n_jobs, progress=progress, standardize_input=standardize_input)
         return memo[key]
 
-    def spy_get_context(method=None):
-        contexts.append(method)
-        return real_get_context(method)
+    def spy_chunked_map(fn, items, n_jobs=None, **kwargs):
+        contexts.append(n_jobs)
+        out = real_chunked_map(fn, items, n_jobs=n_jobs, **kwargs)
+        contexts.append(parallel._POOL is not None and parallel._POOL_JOBS)  # the pool that did the work
+        return out
 
     def fit_and_encode(out):
         try:
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(tok_mod, "tokenize_many", memo_tokenize_many)
-                mp.setattr(tok_mod.mp, "get_context", spy_get_context)
+                mp.setattr(tok_mod, "chunked_map", spy_chunked_map)
                 out["tok"] = SelfiesTokenizer.fit(smiles, n_jobs=2, progress=False)
                 out["batch"] = out["tok"].encode(smiles, n_jobs=2)
         except BaseException as err:  # re-raised below, in the test's thread
@@ -130,12 +133,12 @@ def test_round_trip_zinc_and_moses(roundtrip):
     )
 
 
-def test_round_trip_tokenized_through_the_spawn_pool(roundtrip):
+def test_round_trip_tokenized_through_the_process_pool(roundtrip):
     # fit and encode each asked for 25k molecules with n_jobs=2 ...
     assert [c["n_jobs"] for c in roundtrip["calls"]] == [2, 2]
     assert all(c["n"] == len(roundtrip["smiles"]) for c in roundtrip["calls"])
-    # ... and the (single, memoized) tokenization went through a spawn pool
-    assert roundtrip["contexts"] == ["spawn"]
+    # ... and the (single, memoized) tokenization went through the two-worker forked pool
+    assert roundtrip["contexts"] == [2, 2]
     # the pool returns the same as the in-process path, in input order
     head = roundtrip["smiles"][:150] + roundtrip["smiles"][-150:]
     serial = tokenize_many(head, n_jobs=1, progress=False)

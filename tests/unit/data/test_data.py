@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import molvae.data as data_mod
+import molvae.data.tokens as tokens_mod
 from molvae.data import BucketBatchSampler, SmilesList, dataset_path, load_dataset, read_smiles, tokenize_file
 from molvae.tokenizer import SelfiesTokenizer
 
@@ -265,18 +266,18 @@ def _forbid_tokenizing(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("tokenize_many called: the cache was not used")
 
-    monkeypatch.setattr(data_mod, "tokenize_many", boom)
+    monkeypatch.setattr(tokens_mod, "tokenize_many", boom)
 
 
 def _count_tokenizing(monkeypatch):
     calls = []
-    real = data_mod.tokenize_many
+    real = tokens_mod.tokenize_many
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(data_mod, "tokenize_many", counting)
+    monkeypatch.setattr(tokens_mod, "tokenize_many", counting)
     return calls
 
 

@@ -1,0 +1,199 @@
+"""``strategy="trust_region"`` (the default): TuRBO-style local search around the best molecules.
+
+A box of side ``length`` (prior standard deviations; ``scale="data"`` scales each coordinate by
+the spread of the latent means) around the latent mean of the center molecule; candidates
+perturb a random subset of coordinates, ``global_fraction`` of them are prior draws and
+``mutation_fraction`` are SELFIES edits of the center and of the 10 best molecules.  The
+unseen feasible ones are ranked by Thompson-like draws from a surrogate.  The box doubles
+after ``success_tolerance`` successful rounds, halves after ``failure_tolerance`` failed
+ones, restarts around another good molecule below ``length_min``, and is widened instead of
+counted as a failure when it decodes to fewer than ``batch_size`` unseen molecules.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+
+from molvae.optimization.candidates import Candidate
+from molvae.optimization.mutations import SelfiesMutator
+from molvae.optimization.session import Run
+from molvae.optimization.strategies.base import Strategy
+from molvae.optimization.surrogates import check_surrogate
+
+__all__ = ["TrustRegion"]
+
+logger = logging.getLogger(__name__)
+
+
+class TrustRegion(Strategy):
+    name = "trust_region"
+
+    def __init__(
+        self,
+        run: Run,
+        rng: np.random.Generator,
+        seed: int,
+        n_candidates: int = 512,
+        surrogate: str | None = "tanimoto",
+        length_init: float = 1.0,
+        length_min: float = 0.1,
+        length_max: float = 4.0,
+        success_tolerance: int = 3,
+        failure_tolerance: int | None = None,
+        perturb_prob: float | None = None,
+        scale: str = "prior",
+        global_fraction: float = 0.1,
+        mutation_fraction: float = 0.25,
+        bound: float = 3.0,
+    ) -> None:
+        super().__init__(run, rng, seed)
+        if not 0.0 <= global_fraction < 1.0:
+            raise ValueError("global_fraction must be within [0, 1)")
+        if not 0.0 <= mutation_fraction <= 1.0 or global_fraction + mutation_fraction > 1.0:
+            raise ValueError("mutation_fraction must be within [0, 1] and global_fraction + mutation_fraction <= 1")
+        self.global_fraction = float(global_fraction)
+        self.mutation_fraction = float(mutation_fraction)
+        self.mutator = SelfiesMutator(run.model.tokenizer, rng) if mutation_fraction > 0 else None
+        if scale not in ("prior", "data"):
+            raise ValueError("scale must be 'prior' (box sides in prior sigmas) or 'data' (scaled by the spread of the latent means)")
+        self.scale = scale
+        check_surrogate(surrogate)
+        if not 0 < length_min <= length_init <= length_max:
+            raise ValueError("need 0 < length_min <= length_init <= length_max")
+        self.n_candidates = int(n_candidates)
+        self.surrogate = surrogate
+        self.length_init, self.length_min, self.length_max = float(length_init), float(length_min), float(length_max)
+        self.length = self.length_init
+        self.success_tolerance = int(success_tolerance)
+        D = run.D
+        self.failure_tolerance = int(failure_tolerance or max(2, math.ceil(D / max(self.q, 1))))
+        self.perturb_prob = float(perturb_prob) if perturb_prob else min(1.0, 20.0 / D)
+        self.bound = float(bound)
+        self.n_success = self.n_failure = 0
+        self.center: str | None = None
+        self.center_u = -math.inf
+        self.used_centers: list[str] = []
+        self.restarts = 0
+        self.widened = 0
+
+    def stats(self) -> dict[str, Any]:
+        return {"restarts": self.restarts, "widened": self.widened, "final_length": self.length}
+
+    def _choose_center(self, u: np.ndarray, restart: bool) -> None:
+        smiles, Z, _, _ = self.run.data.arrays()
+        ok = np.isfinite(u) & np.isfinite(Z).all(1)
+        if not ok.any():
+            self.center = None
+            return
+        order = [i for i in np.argsort(-np.where(ok, u, -np.inf)) if ok[i]]
+        if restart:
+            fresh = [i for i in order[:20] if smiles[i] not in self.used_centers]
+            pool = fresh or order[:20]
+            i = int(pool[int(self.rng.integers(min(len(pool), 5)))])
+        else:
+            i = int(order[0])
+        self.center, self.center_u = smiles[i], float(u[i])
+        self.used_centers.append(self.center)
+
+    def _mutants(self, n: int, u: np.ndarray) -> list[Candidate]:
+        """SELFIES edits of the center (half) and of the 10 best molecules (the rest)."""
+        run = self.run
+        smiles = run.data.arrays()[0]
+        ok = np.flatnonzero(np.isfinite(u))
+        top = [smiles[i] for i in ok[np.argsort(-u[ok])][:10]] or list(smiles[:10])  # none feasible: the first scored
+        if not top:
+            return []
+        parents = [self.center if (self.center and self.rng.random() < 0.5) else top[int(self.rng.integers(len(top)))]
+                   for _ in range(n)]
+        out = self.mutator.mutate(parents, exclude=run.known)
+        return run.check([Candidate(s, source="mutation") for s in out])
+
+    def _scales(self) -> np.ndarray:
+        _, Z, _, _ = self.run.data.arrays()
+        Z = Z[np.isfinite(Z).all(1)]
+        if self.scale == "prior" or len(Z) < 5:
+            return np.ones(self.run.D)
+        s = Z.std(0) + 1e-3
+        s = s / np.exp(np.log(s).mean())  # geometric mean 1, as TuRBO's length scales
+        return np.clip(s, 0.1, 3.0)
+
+    def _without_center(self, u: np.ndarray) -> int:
+        """No encodable feasible molecule to center a box on (nothing scored yet, or only start
+        molecules outside the model's vocabulary): prior draws, and edits of the molecules scored so far."""
+        run = self.run
+        n_mut = int(round(self.mutation_fraction * self.n_candidates)) if self.mutator and run.data.smiles else 0
+        Z = self.rng.standard_normal((self.n_candidates - n_mut, run.D)).astype(np.float32)
+        cands = run.screen(Z, "prior")
+        if n_mut:
+            cands += self._mutants(n_mut, u)
+        return len(self._rank_and_evaluate(cands, self.surrogate if n_mut else None, u))
+
+    def step(self) -> int:
+        run = self.run
+        data = run.data
+        lam = self.scalarization()
+        u = data.utilities(lam)
+        if lam is not None and self.center is not None:  # new weights: re-rank the center
+            self.center_u = float(u[data.index[self.center]])
+        if self.center is None:
+            self._choose_center(u, restart=False)
+        if self.center is None:
+            return self._without_center(u)
+        zc = data.arrays()[1][data.index[self.center]]
+        D = run.D
+        n_mut = int(round(self.mutation_fraction * self.n_candidates)) if self.mutator else 0
+        n = self.n_candidates - n_mut
+        mask = self.rng.random((n, D)) < self.perturb_prob
+        none = ~mask.any(1)
+        mask[none, self.rng.integers(D, size=int(none.sum()))] = True
+        delta = self.rng.uniform(-0.5, 0.5, (n, D)) * self.length * self._scales()
+        Z = zc + mask * delta
+        # a few prior draws compete in the same ranking: a hedge when the region is poor
+        n_global = int(round(self.global_fraction * n))
+        if n_global:
+            Z[:n_global] = self.rng.standard_normal((n_global, D))
+        Z = np.clip(Z, -self.bound, self.bound).astype(np.float32)
+        cands = run.screen(Z, self.name)
+        if n_mut:
+            n_latent_new = run.last_n_new
+            cands += self._mutants(n_mut, u)
+            run.last_n_new = n_latent_new + self.mutator.last_n_new
+        new = self._rank_and_evaluate(cands, self.surrogate, u)
+        # success: a better molecule than the center
+        best_new = -math.inf
+        u = data.utilities(lam)
+        for rec in new:
+            val = u[data.index[rec["smiles"]]]
+            if np.isfinite(val):
+                best_new = max(best_new, float(val))
+        tol = 1e-3 * max(1.0, abs(self.center_u))
+        if best_new > self.center_u + tol:
+            self.n_success += 1
+            self.n_failure = 0
+            self._choose_center(data.utilities(lam), restart=False)
+        elif run.last_n_new < self.q and self.length < self.length_max:
+            # the box decodes to too few unseen molecules (feasible or not): the decoder is
+            # coarser than the box.  (Many unseen but infeasible ones: shrink, as a failure.)
+            self.length = min(2.0 * self.length, self.length_max)
+            self.widened += 1
+            return len(new)
+        else:
+            self.n_failure += 1
+            self.n_success = 0
+        if self.n_success >= self.success_tolerance:
+            self.length = min(2.0 * self.length, self.length_max)
+            self.n_success = 0
+        elif self.n_failure >= self.failure_tolerance:
+            self.length /= 2.0
+            self.n_failure = 0
+        if self.length < self.length_min:
+            self.restarts += 1
+            self.length = self.length_init
+            self.n_success = self.n_failure = 0
+            self._choose_center(data.utilities(lam), restart=True)
+            logger.debug("trust region restarts around %s", self.center)
+        return len(new)
