@@ -344,10 +344,10 @@ def results_table(frames: dict[int, tuple[pd.DataFrame, float]], args, command: 
         "Uncharger), which is scored and counts as a candidate; \"without it\" gives the figures when a "
         "neutralized search start is not accepted as an answer.",
         "",
-        f"Protocol (Jin et al. 2018): for each start, the best scored molecule with Tanimoto similarity "
-        f"(Morgan r=2, 2048 bits) >= delta that differs from the start as a constitution (stereo-only changes "
-        f"do not count); improvement = score(best) - score(start); success = such a molecule was found; "
-        f"failures count 0; mean ± population std over all starts. "
+        "Protocol (Jin et al. 2018): for each start, the best scored molecule with Tanimoto similarity "
+        "(Morgan r=2, 2048 bits) >= delta that differs from the start as a constitution (stereo-only changes "
+        "do not count); improvement = score(best) - score(start); success = such a molecule was found; "
+        "failures count 0; mean ± population std over all starts. "
         + ("One optimize call per start and delta." if args.one_run_per_delta else
            f"One optimize call per start with min_similarity {min(args.delta)}; the larger deltas are read "
            "from the same history (conservative for them)."),

@@ -124,7 +124,7 @@ def timed(*a, **k):
     timed.n = len(out)
     return out
 D.tokenize_file = timed
-sys.modules["molvae.training.loop"].tokenize_file = timed  # (molvae.training.loop, the attribute, is the function)
+sys.modules["molvae.training.prepare"].tokenize_file = timed  # where train() tokenizes
 train(smiles, sys.argv[1], ModelConfig(embedding_dim=64, encoder_hidden_dim=256, latent_dim=64, decoder_hidden_dim=512),
       TrainConfig(epochs=1, batch_size=128, n_prior_samples=0, max_val=256, eval_every=10**9, num_threads=1,
                   checkpoint_every=10**9, log_every=10),

@@ -17,13 +17,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import git_commit, hardware, write_section  # noqa: E402
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from molvae.config import ModelConfig  # noqa: E402
 from molvae.data import BucketBatchSampler, load_dataset  # noqa: E402
 from molvae.training.losses import elbo_loss  # noqa: E402
-from molvae.vae.model import MolVAE, resolve_device  # noqa: E402
+from molvae.utils.device import resolve_device  # noqa: E402
+from molvae.vae.model import MolVAE  # noqa: E402
 from molvae.tokenizer import SelfiesTokenizer  # noqa: E402
 
 SIZES = {

@@ -16,7 +16,7 @@ python - "$run" <<'PY'
 import sys
 
 import molvae as mv
-from molvae.vae.model import load_checkpoint
+from molvae.vae.checkpoint import load_checkpoint
 
 run = sys.argv[1]
 last = load_checkpoint(f"{run}/last.pt")

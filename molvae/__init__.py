@@ -18,7 +18,7 @@ from molvae._version import __version__
 # public name -> the module that defines it (None: the name is that module itself)
 _ATTRIBUTES: dict[str, tuple[str, str | None]] = {
     "MolVAE": ("molvae.vae.model", "MolVAE"),
-    "load_pretrained": ("molvae.vae.model", "load_pretrained"),
+    "load_pretrained": ("molvae.vae.checkpoint", "load_pretrained"),
     "GaussianMixturePrior": ("molvae.vae.prior", "GaussianMixturePrior"),
     "fit_prior": ("molvae.vae.prior", "fit_prior"),
     "SelfiesTokenizer": ("molvae.tokenizer", "SelfiesTokenizer"),
@@ -27,7 +27,7 @@ _ATTRIBUTES: dict[str, tuple[str, str | None]] = {
     "TrainConfig": ("molvae.config", "TrainConfig"),
     "train": ("molvae.training.loop", "train"),
     "optimize": ("molvae.optimization.run", "optimize"),
-    "OptimizationResult": ("molvae.optimization.run", "OptimizationResult"),
+    "OptimizationResult": ("molvae.optimization.result", "OptimizationResult"),
     "evaluate": ("molvae.evaluate", "evaluate"),
     "load_dataset": ("molvae.data.datasets", "load_dataset"),
     "read_smiles": ("molvae.data.readers", "read_smiles"),
@@ -65,12 +65,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from molvae.data.datasets import load_dataset  # noqa: F401
     from molvae.data.readers import read_smiles  # noqa: F401
     from molvae.evaluate import evaluate  # noqa: F401
-    from molvae.optimization.run import OptimizationResult  # noqa: F401
+    from molvae.optimization.result import OptimizationResult  # noqa: F401
     from molvae.optimization.run import optimize  # noqa: F401
     from molvae.tokenizer import SelfiesTokenizer, TokenizationError  # noqa: F401
     from molvae.training import diagnostics  # noqa: F401
     from molvae.training.loop import train  # noqa: F401
     from molvae.vae import likelihood  # noqa: F401
-    from molvae.vae.model import load_pretrained  # noqa: F401
+    from molvae.vae.checkpoint import load_pretrained  # noqa: F401
     from molvae.vae.model import MolVAE  # noqa: F401
     from molvae.vae.prior import GaussianMixturePrior, fit_prior  # noqa: F401

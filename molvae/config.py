@@ -8,6 +8,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from molvae.utils.io import atomic_write
+
 __all__ = ["ModelConfig", "TrainConfig", "load_config", "save_config", "from_dict"]
 
 
@@ -127,9 +129,12 @@ def _toml_value(v: Any) -> str:
 
 
 def save_config(path: str | Path, model: ModelConfig, train: TrainConfig) -> None:
+    """Write ``[model]`` and ``[train]`` tables that :func:`load_config` reads back (atomically)."""
+
     lines = []
     for name, cfg in (("model", model), ("train", train)):
         lines.append(f"[{name}]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(cfg).items()]
         lines.append("")
-    Path(path).write_text("\n".join(lines))
+    with atomic_write(path) as fh:
+        fh.write("\n".join(lines))

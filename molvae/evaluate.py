@@ -12,6 +12,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from molvae.data.datasets import load_dataset
+from molvae.metrics.suite import get_all_metrics, metrics_table
+from molvae.training.diagnostics import latent_report
+from molvae.vae.model import MolVAE
+
 __all__ = ["evaluate"]
 
 
@@ -39,10 +44,8 @@ def evaluate(
     ``n_reconstruct``, ``latent`` (active units, KL, mutual information and greedy
     reconstruction on that many MOSES test molecules).
     """
-    from molvae.metrics.suite import get_all_metrics, metrics_table
 
     if model is not None and isinstance(model, (str, os.PathLike)):
-        from molvae.vae.model import MolVAE
 
         model = MolVAE.load(model)
     if smiles is None and model is None:
@@ -63,8 +66,6 @@ def evaluate(
             metrics["acceptance"] = float(df.attrs["acceptance_rate"])
             runs.append({"seed": seed, "metrics": metrics, "n_drawn": int(df.attrs["n_drawn"])})
     if n_reconstruct and model is not None:
-        from molvae.data.datasets import load_dataset
-        from molvae.training.diagnostics import latent_report
 
         report["latent"] = latent_report(model, load_dataset("moses", "test", limit=n_reconstruct))
     table = metrics_table([r["metrics"] for r in runs])

@@ -25,6 +25,9 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from molvae.vae.checkpoint import load_pretrained
+from molvae.vae.model import MolVAE
+
 __all__ = ["LatentFeaturizer"]
 
 _ON_ERROR = ("nan", "raise")
@@ -95,7 +98,6 @@ class LatentFeaturizer(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ model
     def _load_model(self):
-        from molvae.vae.model import MolVAE, load_pretrained
 
         spec = self.model
         if isinstance(spec, MolVAE):

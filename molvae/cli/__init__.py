@@ -1,4 +1,4 @@
-"""The ``molvae`` command line: ``main`` dispatches to one module per subcommand."""
+"""The ``molvae`` command line: ``main`` dispatches to one module per subcommand (``molvae.cli.NAME``)."""
 
 from molvae.cli.main import main
 

@@ -46,10 +46,15 @@ def _read_lines(path: str) -> list[str]:
     return list(read_smiles(path, validate=False))
 
 
+# The names of molvae.optimization.STRATEGIES and SAMPLERS, spelled out so that building the
+# parser (``molvae --help``) does not import the optimizer, RDKit and Optuna; a test keeps
+# them equal to the registries.
+STRATEGY_CHOICES = ("trust_region", "gradient", "optuna")
+SAMPLER_CHOICES = ("cmaes", "tpe", "gp", "random", "nsga2")
+
+
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Register ``optimize``; ``parents`` bring ``--model``/``--device`` and the verbosity flags."""
-    from molvae.optimization import SAMPLERS, STRATEGIES
-
     s = subparsers.add_parser(
         "optimize",
         parents=parents,
@@ -75,8 +80,8 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     s.add_argument("--novel", action="store_true",
                    help="exclude training molecules (--train-file; the shipped model: MOSES train)")
     s.add_argument("--train-file", help="training SMILES for --novel")
-    s.add_argument("--strategy", default="trust_region", choices=list(STRATEGIES))
-    s.add_argument("--sampler", choices=list(SAMPLERS), help="Optuna sampler for --strategy optuna (default cmaes)")
+    s.add_argument("--strategy", default="trust_region", choices=STRATEGY_CHOICES)
+    s.add_argument("--sampler", choices=SAMPLER_CHOICES, help="Optuna sampler for --strategy optuna (default cmaes)")
     s.add_argument("--surrogate", choices=["tanimoto", "mlp", "gp", "none"],
                    help="candidate ranking model for --strategy trust_region (default tanimoto)")
     s.add_argument("--batch-size", type=int, default=32, help="molecules scored per round")

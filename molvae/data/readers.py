@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import csv
 import gzip
+import itertools
 import io
 import logging
 import os
-import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,18 @@ from molvae.data.datasets import load_dataset
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SMILES_COLUMNS", "SmilesList", "read_smiles", "resolve_smiles_source", "open_text", "detect_format", "pick_column"]
+__all__ = [
+    "SMILES_COLUMNS",
+    "SmilesList",
+    "read_smiles",
+    "iter_records",
+    "resolve_smiles_source",
+    "open_text",
+    "detect_format",
+    "pick_column",
+]
 
+PEEK_ROWS = 50  # rows under the header that pick the SMILES column
 SMILES_COLUMNS = ("smiles", "canonical_smiles", "smi", "mol", "molecule", "structure")
 
 
@@ -71,7 +81,7 @@ def pick_column(columns: Sequence[str], rows: list[list[str]], column: str | Non
     # no telling header: take the column whose first values RDKit parses best
     scores = []
     for j in range(len(columns)):
-        vals = [r[j] for r in rows[:50] if j < len(r)]
+        vals = [r[j] for r in rows[:PEEK_ROWS] if j < len(r)]
         scores.append(sum(to_mol(v) is not None for v in vals if 0 < len(v) < 500) / max(len(vals), 1))
     best = int(np.argmax(scores))
     if scores[best] < 0.5:
@@ -79,6 +89,76 @@ def pick_column(columns: Sequence[str], rows: list[list[str]], column: str | Non
             f"{path}: no SMILES column found among {list(columns)}; name it with column=... (--column)"
         )
     return best
+
+
+def _table_records(fh, path: Path, delimiter: str, column: str | None) -> Iterator[tuple[int, str]]:
+    reader = csv.reader(fh, delimiter=delimiter, strict=True)
+    kind = "CSV" if delimiter == "," else "TSV"
+    try:
+        header = next((row for row in reader if any(cell.strip() for cell in row)), None)
+        if header is None:
+            raise ValueError(f"{path} is empty: no SMILES to read")
+        header_line = line_before = reader.line_num
+        peek, starts = [], []  # the rows (blank ones too) that pick the column, and their first lines
+        for row in itertools.islice(reader, PEEK_ROWS):
+            peek.append(row)
+            starts.append(line_before + 1)
+            line_before = reader.line_num
+        j = pick_column(header, peek, column, path)
+        known = {c.strip().lower() for c in header} & set(SMILES_COLUMNS)
+        if column is None and not known and j < len(header) and to_mol(header[j].strip()) is not None:
+            peek.insert(0, header)  # no header line: the first row is a molecule
+            starts.insert(0, header_line)
+        for lineno, row in zip(starts, peek):
+            if any(cell.strip() for cell in row):
+                yield lineno, (row[j].strip() if j < len(row) else "")
+        for row in reader:
+            lineno, line_before = line_before + 1, reader.line_num
+            if any(cell.strip() for cell in row):
+                yield lineno, (row[j].strip() if j < len(row) else "")
+    except csv.Error as err:
+        raise ValueError(f"{path}: not a readable {kind} file ({err})") from None
+
+
+def _smi_records(fh, path: Path, column: str | None) -> Iterator[tuple[int, str]]:
+    lines = enumerate((line.rstrip("\r\n") for line in fh), start=1)  # newline="": \n, \r and \r\n end a line
+    first = next(((n, line) for n, line in lines if line.strip()), None)
+    if first is None:
+        raise ValueError(f"{path} is empty: no SMILES to read")
+    fields = first[1].split()
+    if not (fields[0].lower() in SMILES_COLUMNS or (column and column in fields)):
+        lines = itertools.chain([first], lines)  # no header line
+    for lineno, line in lines:
+        if line.strip():
+            yield lineno, line.split()[0]
+
+
+def iter_records(path: str | os.PathLike, column: str | None = None, max_field: int = 131_072) -> Iterator[tuple[int, str]]:
+    """``(line number, SMILES cell)`` of each non-blank data row of a SMILES file, streamed.
+
+    The one reading logic of the package (:func:`read_smiles` and ``molvae score`` use it):
+    CSV/TSV take the first non-blank row as the header (unless it is itself a molecule) and
+    the column named ``column``, a known SMILES header, or the one whose first values RDKit
+    parses best; .smi/.txt take the first whitespace-separated field of each line, after a
+    header line when the first one names a SMILES column.  Nothing is validated here.
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for an unreadable or
+    empty file or a missing column.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a SMILES file")
+    fmt = detect_format(path)
+    csv.field_size_limit(max(max_field, 131_072))
+    try:
+        with open_text(path) as fh:
+            if fmt == "smi":
+                yield from _smi_records(fh, path, column)
+            else:
+                yield from _table_records(fh, path, "," if fmt == "csv" else "\t", column)
+    except (OSError, EOFError, UnicodeError) as err:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path}: not a readable file ({err})") from None
 
 
 def read_smiles(
@@ -91,61 +171,14 @@ def read_smiles(
     """Read SMILES from a CSV/TSV (header, column auto-detected or named), .smi or .txt file (gz ok).
 
     Rows RDKit cannot parse (and empty or absurdly long ones) are dropped, counted, logged
-    and, when ``rejects`` is given, written there as CSV (line, smiles, reason).
+    and, when ``rejects`` is given, written there as CSV (line, smiles, reason).  The rows
+    and the column are those of :func:`iter_records`.
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for an empty file or a
     table without a SMILES column.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    fmt = detect_format(path)
-    try:
-        with open_text(path) as fh:
-            text = fh.read()
-    except (OSError, EOFError) as err:
-        raise ValueError(f"{path}: not a readable file ({err})") from None
-    text_lines = re.split(r"\r\n|\r|\n", text)  # line breaks only (not \x0c, \u2028, ...)
-    if not any(line.strip() for line in text_lines):
-        raise ValueError(f"{path} is empty: no SMILES to read")
-    records: list[tuple[int, str]] = []  # (line number, raw SMILES)
+    records = list(iter_records(path, column, max_field=max_line_length * 10))
     bad: list[tuple[int, str, str]] = []
-    if fmt in ("csv", "tsv"):
-        csv.field_size_limit(max(max_line_length * 10, 131072))
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter="," if fmt == "csv" else "\t", strict=True)
-        try:
-            header = next(reader)
-            while not any(cell.strip() for cell in header):  # blank lines before the header
-                header = next(reader)
-            header_line = reader.line_num
-            rows, starts = [], []
-            line_before = reader.line_num
-            for row in reader:
-                rows.append(row)
-                starts.append(line_before + 1)  # physical line where the row begins
-                line_before = reader.line_num
-        except StopIteration:
-            raise ValueError(f"{path} is empty: no SMILES to read") from None
-        except csv.Error as err:
-            raise ValueError(f"{path}: not a readable {fmt.upper()} file ({err})") from None
-        j = pick_column(header, rows, column, path)
-        known = {c.strip().lower() for c in header} & set(SMILES_COLUMNS)
-        if column is None and not known and j < len(header) and to_mol(header[j].strip()) is not None:
-            rows.insert(0, header)  # no header line: the first row is a molecule
-            starts.insert(0, header_line)
-        for lineno, row in zip(starts, rows):
-            if not any(cell.strip() for cell in row):
-                continue
-            records.append((lineno, row[j].strip() if j < len(row) else ""))
-    else:
-        first = text_lines[0].split()
-        start = 0
-        if first and (first[0].lower() in SMILES_COLUMNS or (column and column in first)):
-            start = 1  # a header line
-        for lineno, line in enumerate(text_lines[start:], start=start + 1):
-            if not line.strip():
-                continue
-            records.append((lineno, line.split()[0]))
     out = SmilesList()
     for lineno, smi in records:
         if not smi:

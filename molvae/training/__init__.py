@@ -1,1 +1,2 @@
-"""Training: the loop, losses and KL schedules, latent diagnostics."""
+"""Training: the loop (``train``), its preparation, schedules, validation, run state and
+distributed context; losses and KL schedules; latent diagnostics."""

@@ -34,6 +34,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from molvae.chem import standardize
+from molvae.properties import PROPERTIES, compute
+
 if TYPE_CHECKING:  # pragma: no cover
     from molvae.config import ModelConfig
     from molvae.vae.model import MolVAE
@@ -63,7 +66,6 @@ def check_names(names: Sequence[str] | str) -> tuple[str, ...]:
     Any scorer of :data:`molvae.properties.PROPERTIES` is allowed; ``similarity`` and
     ``substructure`` are not (they need a reference), nor are empty or repeated names.
     """
-    from molvae.properties import PROPERTIES
 
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",")]
@@ -181,7 +183,6 @@ def spec_from_checkpoint(ckpt: Mapping, config: ModelConfig) -> ConditionSpec | 
 # ----------------------------------------------------------------------------- property values
 def _as_trained(smiles: Sequence[str]) -> list[str]:
     """The molecule the tokenizer spells: the largest fragment of a multi-fragment SMILES."""
-    from molvae.chem import standardize
 
     return [(standardize(s) or s) if isinstance(s, str) and "." in s else s for s in smiles]
 
@@ -190,7 +191,6 @@ def property_values(
     smiles: Sequence[str], names: Sequence[str], progress: bool = False, n_jobs: int | None = None
 ) -> np.ndarray:
     """Raw property values (N, k) float64 of ``smiles`` (NaN where RDKit cannot compute one), in chunks."""
-    from molvae.properties import compute
 
     smiles = list(smiles)
     out = np.full((len(smiles), len(names)), np.nan)

@@ -24,10 +24,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from molvae.vae.conditions import condition_tensor
+
 if TYPE_CHECKING:  # pragma: no cover
     from molvae.vae.model import MolVAE
 
-__all__ = ["sample", "draw_latent", "SamplingError", "PRIORS"]
+__all__ = ["sample", "sample_iter", "draw_latent", "SamplingError", "PRIORS"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,17 +88,22 @@ def sample(
     precision: str = "auto",
     condition: dict[str, float] | None = None,
 ) -> pd.DataFrame:
-    """``n`` molecules: DataFrame smiles, selfies, valid, faithful, nll (see ``MolVAE.sample``).
+    """Draw ``n`` molecules: z from the prior, then decode.  DataFrame: smiles, selfies, valid, faithful, nll.
 
-    ``df.attrs`` holds ``n_drawn`` (latent points decoded), ``acceptance_rate`` (the fraction
-    of them that were faithful), ``prior`` (the one used) and ``condition`` (the targets asked
-    for, or None).  ``condition``: property targets of a conditional model, one value per
-    name (names left out are marginalized).
+    ``faithful=True`` (default) returns ``n`` molecules that the decoder spelled exactly as
+    the tokenizer spells them (no SELFIES repair; :func:`molvae.tokenizer.is_faithful`),
+    redrawing the others, at most ``max_draws`` latent points in all (default 20 per
+    molecule: :class:`molvae.vae.sampling.SamplingError` beyond); ``faithful=False`` decodes
+    ``n`` points and keeps every row.  ``prior``: ``auto`` (the learned prior when the model
+    has one, else N(0, I)), ``learned`` or ``standard``.  ``df.attrs``: ``n_drawn``,
+    ``acceptance_rate``, ``prior``.  ``precision``: as in :meth:`decode_z` (``auto``: bf16
+    autocast where the device does bf16 natively).  ``condition`` (a conditional model's
+    property targets, e.g. ``{"logp": 2.5, "qed": 0.85}``; properties left out are
+    marginalized): z from N(0, I), decoded with p(x|z,c).
     """
     if n < 0:
         raise ValueError("n must be >= 0")
     if condition is not None:
-        from molvae.vae.conditions import condition_tensor
 
         if not isinstance(condition, Mapping):
             raise ValueError(f"condition must map property names to targets, e.g. {{'logp': 2.5}}; got {condition!r}")
@@ -145,3 +152,25 @@ def sample(
     logger.info("sampled %d faithful molecules from %d latent points (acceptance %.3f, %s prior)", len(out), drawn,
                 rate, which)
     return out
+
+
+def sample_iter(
+    model: MolVAE,
+    n: int,
+    chunk_size: int = 10_000,
+    temperature: float = 1.0,
+    seed: int | None = None,
+    method: str = "sample",
+    batch_size: int = 1024,
+    faithful: bool = True,
+    prior: str = "auto",
+    condition: dict[str, float] | None = None,
+):
+    """Yield ``n`` samples as DataFrames of at most ``chunk_size`` rows (memory stays flat in ``n``).
+
+    Chunk ``i`` uses the seed ``(seed, i)``, so a run is reproducible chunk by chunk.
+    """
+    for i, start in enumerate(range(0, n, chunk_size)):
+        yield model.sample(min(chunk_size, n - start), temperature=temperature, seed=_round_seed(seed, i),
+                           batch_size=batch_size, method=method, progress=False, faithful=faithful, prior=prior,
+                           condition=condition)

@@ -40,6 +40,13 @@ def test_parse_objective():
         parse_objective("  ")
 
 
+def test_the_parser_offers_exactly_the_registered_strategies_and_samplers():
+    from molvae.cli.optimize import SAMPLER_CHOICES, STRATEGY_CHOICES
+    from molvae.optimization import SAMPLERS, STRATEGIES
+
+    assert STRATEGY_CHOICES == tuple(STRATEGIES) and SAMPLER_CHOICES == tuple(SAMPLERS)
+
+
 def test_optimize_end_to_end(model_args, tmp_path, capsys):
     out = tmp_path / "opt" / "out.csv"
     start = tmp_path / "start.smi"

@@ -8,17 +8,20 @@ import dataclasses
 import logging
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from helpers import TINY_MODEL, tiny_train_config, zinc  # noqa: F401
 
 import molvae as mv
 import molvae.properties as props
-from molvae.cli.main import build_parser, main, parse_condition
-from molvae.vae.conditions import ConditionSpec, check_names
+from molvae.cli.main import build_parser, main
+from molvae.cli.sample import parse_condition
 from molvae.config import TrainConfig, load_config, save_config
-from molvae.vae.model import CheckpointError, MolVAE, load_checkpoint, save_checkpoint
 from molvae.training.loop import train
+from molvae.vae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from molvae.vae.conditions import ConditionSpec, check_names
+from molvae.vae.model import MolVAE
 
 NAMES = ["logp", "qed"]
 # 20 epochs of 200 ZINC molecules (about 10 s on one thread): enough for the decoder to use
@@ -313,7 +316,9 @@ def test_cli_sample_with_a_condition(run, plain, tmp_path, capsys):
     dest = tmp_path / "s.csv"
     assert main(["sample", "--model", best, "-n", "6", "--chunk-size", "4", "--seed", "0", "--no-faithful",
                  "--condition", "logp=3,qed=0.8", "-o", str(dest), "-q"]) == 0
-    assert dest.exists()
+    streamed = pd.read_csv(dest)  # streamed in two chunks, with the achieved properties
+    assert len(streamed) == 6 and list(streamed.columns) == ["smiles", "valid", "faithful", "nll", "logp", "qed"]
+    assert streamed.logp.tolist() == pytest.approx(props.compute(streamed.smiles.tolist(), ["logp"]).logp.tolist())
     # a condition the model does not know, a condition on an unconditional model: exit 2
     assert main(["sample", "--model", best, "-n", "2", "--condition", "mw=300", "-q"]) == 2
     assert "not conditioned on ['mw']" in capsys.readouterr().err

@@ -1,12 +1,12 @@
 """Distributed training: torchrun with 2 CPU processes (gloo) against one process over the same global batches."""
 
 import os
+import socket
 import subprocess
 import sys
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from molvae.data import BucketBatchSampler, load_dataset
 
@@ -42,6 +42,13 @@ def test_global_batches_are_split_between_ranks():
         assert not set(a) & set(b)
 
 
+def _free_port() -> int:
+    """A port nothing listens on now (torchrun's default, 29500, may be taken by another run)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _run(args, tmp_path, env_extra=None):
     env = dict(os.environ, MOLVAE_CACHE_DIR=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
     env.update(env_extra or {})
@@ -57,8 +64,8 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
     cfg.write_text(TINY)
     common = ["--data", str(smi), "--config", str(cfg), "-q"]
     _run([sys.executable, "-m", "molvae", "train", "--out", str(tmp_path / "one"), *common], tmp_path)
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "molvae", "train",
-          "--out", str(tmp_path / "two"), *common], tmp_path)
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+          "--master_port", str(_free_port()), "-m", "molvae", "train", "--out", str(tmp_path / "two"), *common], tmp_path)
     one = pd.read_csv(tmp_path / "one" / "metrics.csv")
     two = pd.read_csv(tmp_path / "two" / "metrics.csv")
     a, b = one[one.phase == "train"], two[two.phase == "train"]

@@ -505,3 +505,21 @@ def test_distributed_shards_change_with_the_epoch(lengths):
     e0 = np.concatenate(sampler.batches())
     sampler.set_epoch(1)
     assert not np.array_equal(e0, np.concatenate(sampler.batches()))
+
+
+def test_a_smi_header_after_blank_lines_is_a_header(tmp_path):
+    path = tmp_path / "mols.smi"
+    path.write_text("\n\nsmiles name\nCCO ethanol\n\nc1ccccc1O phenol\n")
+    out = read_smiles(path)
+    assert list(out) == ["CCO", "c1ccccc1O"] and out.n_read == 2 and out.n_rejected == 0
+    from molvae.data.readers import iter_records
+
+    assert list(iter_records(path)) == [(4, "CCO"), (6, "c1ccccc1O")]  # physical line numbers
+
+
+def test_records_keep_the_physical_line_of_a_quoted_multiline_row(tmp_path):
+    from molvae.data.readers import iter_records
+
+    path = tmp_path / "mols.csv"
+    path.write_text('name,smiles\n"two\nlines",CCO\nphenol,c1ccccc1O\n')
+    assert list(iter_records(path)) == [(2, "CCO"), (4, "c1ccccc1O")]

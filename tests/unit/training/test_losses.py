@@ -10,7 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from molvae.training.diagnostics import active_units, mutual_information
-from molvae.training.losses import SCHEDULES, elbo_loss, free_bits_kl, kl_beta, kl_per_dim, reconstruction_nll
+from molvae.training.losses import (
+    SCHEDULES,
+    elbo_loss,
+    free_bits_kl,
+    kl_beta,
+    kl_per_dim,
+    reconstruction_nll,
+)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -13,8 +13,9 @@ import torch
 from helpers import TINY_MODEL, sequence_log_prob, tiny_train_config, zinc  # noqa: F401
 
 from molvae.config import ModelConfig, TrainConfig, load_config
-from molvae.vae.model import MolVAE, load_checkpoint
 from molvae.training.loop import TrainingError, train
+from molvae.vae.checkpoint import load_checkpoint
+from molvae.vae.model import MolVAE
 
 # ``molvae.training.loop`` the attribute is the train() function (re-exported by the package), so
 # ``import molvae.training.loop as m`` gives the function: fetch the module itself.
@@ -232,18 +233,16 @@ def test_non_finite_loss_before_any_checkpoint(tmp_path, cache_env, monkeypatch)
 
 
 def test_absurd_learning_rate_never_leaves_non_finite_weights(tmp_path, cache_env):
-    """lr=1e6 without clipping: training either stops with TrainingError or goes on, but a
-    checkpoint on disk never holds NaN/inf weights."""
+    """lr=1e6 without clipping: Adam's steps are bounded by the learning rate, so the weights grow
+    huge but stay finite; the run goes to its end and no checkpoint holds NaN/inf weights."""
     out = tmp_path / "run"
     cfg = tiny_train_config(epochs=2, lr=1e6, grad_clip=0.0, n_prior_samples=0, checkpoint_every=1)
-    try:
-        train(zinc(48), out, TINY_MODEL, cfg, progress=False)
-    except TrainingError as err:
-        assert "nan" in str(err).lower() or "inf" in str(err).lower()
+    train(zinc(48), out, TINY_MODEL, cfg, progress=False)  # no TrainingError
+    assert load_checkpoint(out / "last.pt")["step"] == 2 * math.ceil(43 / 16)  # 48 molecules, 5 for validation
     for name in ("last.pt", "best.pt"):
-        if (out / name).exists():
-            model = MolVAE.load(out / name, device="cpu")
-            assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
+        model = MolVAE.load(out / name, device="cpu")
+        assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
+    assert max(float(v.abs().max()) for v in model.state_dict().values() if v.is_floating_point()) > 1e5
 
 
 # ----------------------------------------------------------------------------- overfit
@@ -330,12 +329,12 @@ def test_init_from_starts_where_the_base_model_left_off(tmp_path, cache_env):
 
 
 def test_init_from_pretrained_and_missing_model(tmp_path, cache_env):
-    from molvae.training.loop import _load_init_model
+    from molvae.training.prepare import load_init_model
 
-    assert _load_init_model("pretrained").tokenizer == MolVAE.load(
+    assert load_init_model("pretrained").tokenizer == MolVAE.load(
         importlib.import_module("molvae.utils.paths").pretrained_dir() / "moses.pt", device="cpu").tokenizer
     with pytest.raises(FileNotFoundError, match="no shipped model 'nope'"):
-        _load_init_model("pretrained:nope")
+        load_init_model("pretrained:nope")
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
         train(zinc(32), tmp_path / "run", TINY_MODEL, tiny_train_config(init_from=str(tmp_path / "none.pt")),
               progress=False)

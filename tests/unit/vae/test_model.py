@@ -5,6 +5,7 @@ Everything runs on an untrained tiny model (seconds on one CPU thread).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -15,8 +16,9 @@ import torch
 from helpers import TINY_MODEL, masked_log_probs, sequence_log_prob, zinc  # noqa: F401
 
 from molvae.chem import standardize, to_mol
-from molvae.vae.model import CheckpointError, MolVAE, load_checkpoint, save_checkpoint
 from molvae.tokenizer import SelfiesTokenizer
+from molvae.vae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from molvae.vae.model import MolVAE
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -156,6 +158,27 @@ def test_untrained_model_samples_are_all_valid_and_seeded(model):
     assert other.smiles.tolist() != df.smiles.tolist()
 
 
+@torch.no_grad()
+def test_a_two_layer_decoder_generates_what_it_scores(tokenizer):
+    """decoder_layers=2 (the default size): each layer starts from its own part of z's projection, and
+    the step-by-step decoders (rows leaving the batch, both layers' states) agree with teacher forcing."""
+    torch.manual_seed(0)
+    m = MolVAE(tokenizer, dataclasses.replace(TINY_MODEL, decoder_layers=2, decoder_dropout=0.2)).eval()
+    assert m.decoder.num_layers == 2
+    z = _z(12, seed=4)
+    h = m.init_hidden(z)
+    assert h.shape == (2, 12, TINY_MODEL.decoder_hidden_dim) and not torch.allclose(h[0], h[1])
+    for method, gen in (("greedy", None), ("sample", torch.Generator().manual_seed(1))):
+        ids, nll = m.generate(z, method=method, generator=gen)
+        assert torch.allclose(-sequence_log_prob(m, z, ids), nll, rtol=1e-4, atol=1e-3), method
+    greedy, _ = m.generate(z)
+    assert torch.equal(m.beam_search(z, beam_width=1), greedy)
+    lengths = (greedy != tokenizer.pad_id).sum(dim=1)
+    assert lengths.min() < lengths.max()  # rows did finish at different steps
+    df = m.sample(30, seed=0, progress=False, faithful=False)
+    assert df.valid.all() and all(to_mol(s) is not None for s in df.smiles)
+
+
 # ----------------------------------------------------------------------------- beam search
 def test_beam_width_one_is_greedy(model):
     z = _z(16)
@@ -200,16 +223,18 @@ def _reference_beam(model: MolVAE, z: torch.Tensor, k: int, max_length: int) -> 
 
 
 @torch.no_grad()
-def test_beam_search_matches_a_reference_implementation(tokenizer):
+@pytest.mark.parametrize("layers", [1, 2])
+def test_beam_search_matches_a_reference_implementation(tokenizer, layers):
     """The batched beam search (reordered hidden states, finished beams, forced end) keeps the
-    same beams as a plain per-prefix one and returns its best sequence."""
+    same beams as a plain per-prefix one and returns its best sequence; with two decoder layers
+    the hidden states of both are reordered."""
     torch.manual_seed(0)
-    m = MolVAE(tokenizer, TINY_MODEL).eval()
+    m = MolVAE(tokenizer, dataclasses.replace(TINY_MODEL, decoder_layers=layers)).eval()
     # sharper, <eos>-friendlier outputs than at init: a mix of sequences that end by
     # themselves and sequences cut at max_length
     m.output.weight.mul_(2.0)
     m.output.bias.mul_(2.0)
-    m.output.bias[tokenizer.eos_id] += 0.5
+    m.output.bias[tokenizer.eos_id] += {1: 0.5, 2: 0.3}[layers]
     z = _z(8, seed=3)
     max_length = 16
     greedy, _ = m.generate(z, max_length=max_length)

@@ -10,10 +10,11 @@ import torch
 from helpers import TINY_MODEL, zinc
 
 import molvae as mv
-from molvae.vae.model import CheckpointError, MolVAE
+from molvae.tokenizer import SelfiesTokenizer, is_faithful, selfies_to_smiles
+from molvae.vae.checkpoint import CheckpointError
+from molvae.vae.model import MolVAE
 from molvae.vae.prior import GaussianMixturePrior, fit_prior
 from molvae.vae.sampling import SamplingError
-from molvae.tokenizer import SelfiesTokenizer, is_faithful, selfies_to_smiles
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +204,7 @@ def test_an_unguarded_script_decodes_large_batches_in_worker_processes(tmp_path)
 
 
 def test_the_pool_splits_work_in_order_and_falls_back_in_process(monkeypatch):
-    from molvae import parallel
+    from molvae.utils import parallel
 
     items = [f"[C]{'[C]' * (i % 7)}" for i in range(3000)]
     expected = [(selfies_to_smiles(s), is_faithful(s, selfies_to_smiles(s))) for s in items]
