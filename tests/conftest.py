@@ -8,7 +8,8 @@ Which tests run: the default run leaves out the tests marked ``slow``; ``--slow`
 ``--no-notebooks`` (or ``-m "not notebooks"``) leaves out the notebook runs, which are part
 of the default run.
 
-Fixtures: ``cache_env`` (a fresh token-cache folder for one test), ``search_model_path`` /
+Fixtures: ``cache_env`` (a fresh token-cache folder for one test), ``tiny_run`` (a tiny
+model trained once per session through ``molvae train``, for the CLI tests), ``search_model_path`` /
 ``search_model`` (one small VAE trained once per session on 2,000 ZINC molecules, whose
 decoder proposes many distinct molecules: the optimizer, study and prediction tests share it).
 
@@ -104,6 +105,14 @@ def search_model_path(tmp_path_factory):
             progress=False,
         )
     return root / "run" / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A tiny model trained through ``molvae train`` (40 ZINC molecules and one bad row), for the CLI tests."""
+    import cli_helpers
+
+    return cli_helpers.tiny_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import cli_helpers
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,11 +10,6 @@ from cli_helpers import BAD_ROW, N_GOOD, cli
 import molvae
 
 pytestmark = pytest.mark.usefixtures("cache_env")
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    return cli_helpers.tiny_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

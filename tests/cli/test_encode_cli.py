@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import cli_helpers
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,10 +11,6 @@ import molvae
 
 pytestmark = pytest.mark.usefixtures("cache_env")
 
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    return cli_helpers.tiny_run(tmp_path_factory)
 
 ZCOLS = [f"z{i}" for i in range(8)]
 

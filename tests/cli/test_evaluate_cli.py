@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-import cli_helpers
 import pandas as pd
 import pytest
 from cli_helpers import cli
@@ -16,11 +15,6 @@ from helpers import zinc
 from molvae.chem import canonical
 
 pytestmark = pytest.mark.usefixtures("cache_env")
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    return cli_helpers.tiny_run(tmp_path_factory)
 
 
 def _printed(out: str) -> dict[str, tuple[float, float | None]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import cli_helpers
 import pandas as pd
 import pytest
 import torch
@@ -12,11 +11,6 @@ import molvae
 from molvae.vae.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("cache_env")
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    return cli_helpers.tiny_run(tmp_path_factory)
 
 
 def test_fit_prior_writes_a_model_that_samples_from_it(tiny_run, tmp_path):

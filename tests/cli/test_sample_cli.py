@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 
-import cli_helpers
 import pandas as pd
 import pytest
 import torch
@@ -16,11 +15,6 @@ from molvae.chem import to_mol
 from molvae.properties import compute
 
 pytestmark = pytest.mark.usefixtures("cache_env")
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    return cli_helpers.tiny_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 
-import cli_helpers
 import pandas as pd
 import pytest
 from cli_helpers import cli
@@ -20,10 +19,6 @@ from molvae.data import read_smiles
 
 pytestmark = pytest.mark.usefixtures("cache_env")
 
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    return cli_helpers.tiny_run(tmp_path_factory)
 
 _PIECES = [
     b"CCO", b"c1ccccc1O", b"CC(=O)[O-].[Na+]", b"smiles", b"SMILES", b"name", b"id", b"\n", b"\r\n", b"\r", b",",

@@ -3,7 +3,6 @@ override the TOML, ``--max-hours`` and configuration errors."""
 
 from __future__ import annotations
 
-import cli_helpers
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,10 +18,6 @@ from molvae.vae.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("cache_env")
 
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    return cli_helpers.tiny_run(tmp_path_factory)
 
 QUICK_TOML = TINY_TOML.replace("n_prior_samples = 20", "n_prior_samples = 0").replace("epochs = 2", "epochs = 1")
 

@@ -1,13 +1,8 @@
 """What the CLI test modules share: a tiny model trained once through ``molvae train`` (on 40
 ZINC molecules and one bad row), its TOML, a CSV writer and an in-process runner.
 
-A module that needs the model wraps :func:`tiny_run` in a fixture of its own::
-
-    @pytest.fixture(scope="session")
-    def tiny_run(tmp_path_factory):
-        return cli_helpers.tiny_run(tmp_path_factory)
-
-The model is trained once per session, whichever module asks first.
+The ``tiny_run`` fixture of ``tests/conftest.py`` hands the model to the tests; it is trained
+once per session, whichever test asks first.
 """
 
 from __future__ import annotations
