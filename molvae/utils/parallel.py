@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from tqdm.auto import tqdm
 
-__all__ = ["chunked_map", "map_items", "default_jobs"]
+__all__ = ["chunked_map", "submit_chunks", "map_items", "default_jobs"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,39 @@ def _pool(n_jobs: int) -> ProcessPoolExecutor | None:
     return _POOL
 
 
+def _plan(items: list, n_jobs: int | None, min_chunk: int, max_chunk: int | None):
+    """The pool to use (None: the calling process) and the chunks to hand it."""
+    n_jobs = default_jobs() if n_jobs is None else max(1, int(n_jobs))
+    pool = _pool(n_jobs) if n_jobs > 1 and len(items) >= 2 * min_chunk else None
+    size = max(min_chunk, -(-len(items) // n_jobs)) if pool is not None else max(len(items), 1)
+    if max_chunk:
+        size = max(1, min(size, max_chunk))
+    return pool, [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _collect(fn: Callable, chunks: list, futures: list | None, bar=None) -> list:
+    """The results of ``futures`` (one per chunk) in order; a broken pool's chunks run here."""
+    out: list = []
+    finished = 0  # chunks whose results are in ``out``
+    if futures is not None:
+        try:
+            for future in futures:
+                part = future.result()
+                out.extend(part)
+                finished += 1
+                if bar is not None:
+                    bar.update(len(part))
+        except BrokenProcessPool:
+            logger.warning("a worker process died; running the rest of this batch in the calling process")
+            _shutdown()
+    for chunk in chunks[finished:]:
+        part = fn(chunk)
+        out.extend(part)
+        if bar is not None:
+            bar.update(len(part))
+    return out
+
+
 def chunked_map(
     fn: Callable[[list[T]], list[R]],
     items: Sequence[T],
@@ -92,29 +125,25 @@ def chunked_map(
     progress, less memory per result); ``progress`` shows a bar over items.
     """
     items = list(items)
-    n_jobs = default_jobs() if n_jobs is None else max(1, int(n_jobs))
-    pool = _pool(n_jobs) if n_jobs > 1 and len(items) >= 2 * min_chunk else None
-    size = max(min_chunk, -(-len(items) // n_jobs)) if pool is not None else max(len(items), 1)
-    if max_chunk:
-        size = max(1, min(size, max_chunk))
-    chunks = [items[i : i + size] for i in range(0, len(items), size)]
-    out: list[R] = []
-    finished = 0  # chunks whose results are in ``out``
+    pool, chunks = _plan(items, n_jobs, min_chunk, max_chunk)
     with tqdm(total=len(items), desc=desc, unit="mol", disable=not progress, leave=False, mininterval=1) as bar:
-        if pool is not None:
-            try:
-                for part in pool.map(fn, chunks):
-                    out.extend(part)
-                    finished += 1
-                    bar.update(len(part))
-            except BrokenProcessPool:
-                logger.warning("a worker process died; running the rest of this batch in the calling process")
-                _shutdown()
-        for chunk in chunks[finished:]:
-            part = fn(chunk)
-            out.extend(part)
-            bar.update(len(part))
-    return out
+        futures = [pool.submit(fn, chunk) for chunk in chunks] if pool is not None else None
+        return _collect(fn, chunks, futures, bar)
+
+
+def submit_chunks(
+    fn: Callable[[list[T]], list[R]], items: Sequence[T], n_jobs: int | None = None, min_chunk: int = 256
+) -> Callable[[], list[R]]:
+    """Start :func:`chunked_map`'s work on the pool and return a function that waits for its results.
+
+    The calling process goes on meanwhile (e.g. runs the GRU on the next batch while the
+    workers turn the last one into SMILES).  Without a pool the work runs when the results
+    are asked for.
+    """
+    items = list(items)
+    pool, chunks = _plan(items, n_jobs, min_chunk, None)
+    futures = [pool.submit(fn, chunk) for chunk in chunks] if pool is not None else None
+    return lambda: _collect(fn, chunks, futures)
 
 
 def _each(func: Callable[[T], R], chunk: list[T]) -> list[R]:

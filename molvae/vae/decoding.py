@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from molvae.tokenizer import decode_strings
 from molvae.utils.device import native_bf16
-from molvae.utils.parallel import chunked_map
+from molvae.utils.parallel import submit_chunks
 from molvae.vae.conditions import append_condition, condition_tensor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -149,21 +149,31 @@ def beam_search(
     return seqs.view(b, k, -1)[:, 0]
 
 
-def decode_ids(model: MolVAE, ids: np.ndarray) -> tuple[list[str], list[str | None], list[bool]]:
-    """SELFIES, canonical SMILES (None: no molecule) and faithfulness of each id row."""
+def _start_decoding(model: MolVAE, ids: np.ndarray):
+    """Hand the id rows' new SELFIES to the worker pool; returns what :func:`_finish_decoding` needs."""
     selfies = model.tokenizer.decode_selfies(ids)
-    # SELFIES -> canonical SMILES is pure and costs more than the GRU step per molecule;
+    # SELFIES -> canonical SMILES is pure and costs about as much as the GRU step per molecule;
     # nearby latent points (optimization, neighbours) decode to the same strings often
     cache = model.__dict__.setdefault("_smiles_cache", {})
     if len(cache) > _SMILES_CACHE_SIZE:
         cache.clear()
     todo = list(dict.fromkeys(s for s in selfies if s not in cache))
-    # large batches (sampling) are spread over forked worker processes (molvae.utils.parallel)
-    for s, hit in zip(todo, chunked_map(decode_strings, todo, min_chunk=512)):
+    # large batches (sampling) go to forked worker processes (molvae.utils.parallel) while the
+    # calling process generates the next batch
+    return selfies, todo, submit_chunks(decode_strings, todo, min_chunk=512)
+
+
+def _finish_decoding(model: MolVAE, selfies: list[str], todo: list[str], results) -> tuple[list, list, list]:
+    cache = model.__dict__.setdefault("_smiles_cache", {})
+    for s, hit in zip(todo, results()):
         cache[s] = hit
-    smiles = [cache[s][0] for s in selfies]
-    faithful = [cache[s][1] for s in selfies]
-    return selfies, smiles, faithful
+    hits = [cache[s] for s in selfies]
+    return selfies, [h[0] for h in hits], [h[1] for h in hits]
+
+
+def decode_ids(model: MolVAE, ids: np.ndarray) -> tuple[list[str], list[str | None], list[bool]]:
+    """SELFIES, canonical SMILES (None: no molecule) and faithfulness of each id row."""
+    return _finish_decoding(model, *_start_decoding(model, ids))
 
 
 def _as_latent(model: MolVAE, z: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -229,6 +239,7 @@ def decode_z(
     was_training = model.training
     model.eval()
     frames = []
+    pending = None  # the previous batch: its strings are being decoded while this one is generated
     try:
         for s in progress_batches(len(z), batch_size, "decode", progress):
             zb = z[s : s + batch_size].to(model.device)
@@ -239,7 +250,12 @@ def decode_z(
             else:
                 with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
                     ids, nll = generate(model, zb, method=method, temperature=temperature, generator=gen, condition=cb)
-            frames.append(_frame(*decode_ids(model, ids.cpu().numpy()), nll.cpu().numpy()))
+            started = _start_decoding(model, ids.cpu().numpy())
+            if pending is not None:
+                frames.append(_frame(*_finish_decoding(model, *pending[0]), pending[1]))
+            pending = (started, nll.cpu().numpy())
+        if pending is not None:
+            frames.append(_frame(*_finish_decoding(model, *pending[0]), pending[1]))
     finally:
         model.train(was_training)
     if not frames:

@@ -96,3 +96,14 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_submitted_chunks_come_back_in_order_while_the_caller_works():
+    smiles = load_dataset("zinc", "test")[:2500]
+    pending = parallel.submit_chunks(_canonical_chunk, smiles, n_jobs=2, min_chunk=200)
+    mine = [canonical(s) for s in smiles[:100]]  # the calling process is free meanwhile
+    assert pending() == [canonical(s) for s in smiles]
+    assert mine == pending()[:100]
+    small = parallel.submit_chunks(_canonical_chunk, smiles[:10], n_jobs=2)  # no pool: runs when asked
+    assert small() == [canonical(s) for s in smiles[:10]]
+    assert parallel.submit_chunks(_die_in_a_worker, ["CC"] * 1000, n_jobs=2, min_chunk=100)() == [2] * 1000
