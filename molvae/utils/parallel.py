@@ -125,6 +125,8 @@ def chunked_map(
     progress, less memory per result); ``progress`` shows a bar over items.
     """
     items = list(items)
+    if progress and not max_chunk:  # about 20 chunks per worker, so that the bar moves
+        max_chunk = max(min_chunk, -(-len(items) // (20 * (n_jobs or default_jobs()))))
     pool, chunks = _plan(items, n_jobs, min_chunk, max_chunk)
     with tqdm(total=len(items), desc=desc, unit="mol", disable=not progress, leave=False, mininterval=1) as bar:
         futures = [pool.submit(fn, chunk) for chunk in chunks] if pool is not None else None

@@ -28,6 +28,7 @@ def test_notebooks_are_present():
         "02_latent_space.ipynb",
         "03_optimization.ipynb",
         "04_train_your_own.ipynb",
+        "05_conditional_generation.ipynb",
     ]
 
 
