@@ -112,6 +112,17 @@ def tokenize_many(
                        progress=progress, desc="tokenize")
 
 
+def failure_frame(failures: Sequence[tuple[int, object, str]]) -> pd.DataFrame:
+    """(index, smiles, reason) rows as a DataFrame; the input column stays Python objects, so
+    that any string a user passed (a lone surrogate too) survives pandas' Arrow-backed strings."""
+    index, smiles, reason = zip(*failures) if failures else ((), (), ())
+    return pd.DataFrame({
+        "index": pd.Series(index, dtype=np.int64),
+        "smiles": pd.Series(smiles, dtype=object),
+        "reason": pd.Series(reason, dtype=object),
+    })
+
+
 @dataclass
 class EncodedBatch:
     """Result of :meth:`SelfiesTokenizer.encode`.
@@ -124,7 +135,7 @@ class EncodedBatch:
     ids: np.ndarray
     lengths: np.ndarray
     index: np.ndarray
-    failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["index", "smiles", "reason"]))
+    failures: pd.DataFrame = field(default_factory=lambda: failure_frame([]))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -295,7 +306,7 @@ class SelfiesTokenizer:
             logger.info("encode: %d of %d molecules rejected (%s)", len(failures), len(token_lists), dict(counts))
         index = np.flatnonzero(keep)
         return EncodedBatch(
-            ids[keep], lengths[keep], index, pd.DataFrame(failures, columns=["index", "smiles", "reason"])
+            ids[keep], lengths[keep], index, failure_frame(failures)
         )
 
     # ----------------------------------------------------------------- decoding

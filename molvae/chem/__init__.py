@@ -13,6 +13,6 @@ from molvae.chem.molecules import (
     to_mol,
 )
 
-from molvae.chem.molecules import __all__ as _molecules_all
-
-__all__ = list(_molecules_all)  # the fingerprints live in molvae.chem.fingerprints
+# (the fingerprints live in molvae.chem.fingerprints)
+__all__ = ["MAX_SMILES_LENGTH", "quiet_rdkit", "kept_rdkit_log", "to_mol", "canonical", "canonical_many",
+           "canonical_set", "standardize", "heavy_atoms", "is_valid"]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from molvae.utils.paths import cache_dir
-from molvae.tokenizer import SelfiesTokenizer, tokenize_many
+from molvae.tokenizer import SelfiesTokenizer, failure_frame, tokenize_many
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def tokenize_file(
         index.append(part.index.astype(np.int64) + i)
         failures.append(part.failures.assign(index=part.failures["index"] + i))
     del token_lists, results
-    failures_df = pd.concat(failures, ignore_index=True) if failures else pd.DataFrame(columns=["index", "smiles", "reason"])
+    failures_df = pd.concat(failures, ignore_index=True) if failures else failure_frame([])
     data = TokenData(
         ids=np.concatenate(ids) if ids else np.zeros((0, tokenizer.seq_len), dtype),
         lengths=np.concatenate(lengths) if lengths else np.zeros(0, np.int16),

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from molvae._version import __version__
+from molvae.config import ModelConfig, from_dict
+from molvae.tokenizer import SelfiesTokenizer
+from molvae.utils.device import resolve_device
 from molvae.utils.io import atomic_write
+from molvae.utils.paths import pretrained_dir
+from molvae.vae.conditions import spec_from_checkpoint
+from molvae.vae.prior import GaussianMixturePrior
 
 if TYPE_CHECKING:  # pragma: no cover
     from molvae.vae.model import MolVAE
@@ -118,11 +124,6 @@ def model_from_checkpoint(ckpt: dict, device: str | torch.device = "auto", cls: 
 
     Content that does not fit together (shapes, sizes, vocabulary, prior, conditions) is a :class:`CheckpointError`.
     """
-    from molvae.config import ModelConfig, from_dict
-    from molvae.tokenizer import SelfiesTokenizer
-    from molvae.utils.device import resolve_device
-    from molvae.vae.conditions import spec_from_checkpoint
-    from molvae.vae.prior import GaussianMixturePrior
 
     if cls is None:
         from molvae.vae.model import MolVAE as cls
@@ -155,7 +156,6 @@ def model_from_checkpoint(ckpt: dict, device: str | torch.device = "auto", cls: 
 
 def load_pretrained(name: str = "moses", device: str | torch.device = "auto") -> MolVAE:
     """The model shipped inside the package (``molvae/pretrained/NAME.pt``), no download."""
-    from molvae.utils.paths import pretrained_dir
     from molvae.vae.model import MolVAE
 
     path = pretrained_dir() / f"{name}.pt"

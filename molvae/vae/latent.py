@@ -41,7 +41,7 @@ def reconstruct(
             recon[i] = s
     canon = [standardize(s) if isinstance(s, str) else None for s in smiles]
     return pd.DataFrame({
-        "input": smiles,
+        "input": pd.Series(smiles, dtype=object),  # whatever the user passed, kept as given
         "canonical": canon,
         "reconstruction": recon,
         "encoded": ok,
