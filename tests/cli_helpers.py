@@ -12,18 +12,11 @@ import io
 
 import pandas as pd
 import pytest
-from helpers import zinc
+from helpers import TINY_MODEL_TOML, zinc
 
 from molvae.cli.main import main
 
-TINY_TOML = """\
-[model]
-embedding_dim = 16
-encoder_hidden_dim = 32
-latent_dim = 8
-decoder_hidden_dim = 64
-decoder_layers = 1
-
+TINY_TOML = TINY_MODEL_TOML + """
 [train]
 epochs = 2
 batch_size = 16

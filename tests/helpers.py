@@ -16,6 +16,12 @@ TINY_MODEL = ModelConfig(
     embedding_dim=16, encoder_hidden_dim=32, latent_dim=8, decoder_hidden_dim=64, decoder_layers=1
 )
 
+# the same sizes as a TOML [model] section, for tests that train through a config file
+TINY_MODEL_TOML = "[model]\n" + "".join(
+    f"{k} = {getattr(TINY_MODEL, k)}\n"
+    for k in ("embedding_dim", "encoder_hidden_dim", "latent_dim", "decoder_hidden_dim", "decoder_layers")
+)
+
 
 def tiny_train_config(**overrides) -> TrainConfig:
     """Seconds-long training: 2 epochs of batch 16, small validation, single thread, no progress."""

@@ -7,16 +7,11 @@ import sys
 
 import numpy as np
 import pandas as pd
+from helpers import TINY_MODEL_TOML
 
 from molvae.data import BucketBatchSampler, load_dataset
 
-TINY = """
-[model]
-embedding_dim = 16
-encoder_hidden_dim = 32
-latent_dim = 8
-decoder_hidden_dim = 64
-decoder_layers = 1
+TINY = TINY_MODEL_TOML + """
 [train]
 epochs = 1
 batch_size = 32

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from helpers import TINY_MODEL, tiny_train_config, zinc  # noqa: F401
+from helpers import TINY_MODEL, TINY_MODEL_TOML, tiny_train_config, zinc  # noqa: F401
 
 from molvae.cli.main import main
 from molvae.tokenizer import SelfiesTokenizer
@@ -34,14 +34,7 @@ from molvae.training.loop import TrainingError, train
 from molvae.vae.checkpoint import load_checkpoint
 from molvae.vae.model import MolVAE
 
-RUN_TOML = """\
-[model]
-embedding_dim = 16
-encoder_hidden_dim = 32
-latent_dim = 8
-decoder_hidden_dim = 64
-decoder_layers = 1
-
+RUN_TOML = TINY_MODEL_TOML + """
 [train]
 epochs = 8
 batch_size = 8

@@ -12,7 +12,14 @@ import pytest
 
 import molvae.data as data_mod
 import molvae.data.tokens as tokens_mod
-from molvae.data import BucketBatchSampler, SmilesList, dataset_path, load_dataset, read_smiles, tokenize_file
+from molvae.data import (
+    BucketBatchSampler,
+    SmilesList,
+    dataset_path,
+    load_dataset,
+    read_smiles,
+    tokenize_file,
+)
 from molvae.tokenizer import SelfiesTokenizer
 
 INVALID = "invalid SMILES (RDKit cannot parse it)"
@@ -250,13 +257,6 @@ def test_uppercase_gz_suffix(tmp_path):
 
 
 # ----------------------------------------------------------------------------- token cache
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("MOLVAE_CACHE_DIR", str(folder))
-    return folder
-
-
 @pytest.fixture(scope="module")
 def cache_smiles():
     return load_dataset("zinc", "test", limit=150) + ["C1CC", "CC(=O)[O-].[Na+]"]
@@ -289,13 +289,13 @@ def _same(a, b):
     assert (a.n_input, a.n_failed, a.key) == (b.n_input, b.n_failed, b.key)
 
 
-def test_token_cache_second_call_loads_from_disk(cache_dir, cache_smiles, monkeypatch):
+def test_token_cache_second_call_loads_from_disk(cache_env, cache_smiles, monkeypatch):
     first = tokenize_file(cache_smiles, progress=False)
     assert first.n_input == len(cache_smiles)
     assert first.n_failed == 1  # C1CC; the salt is kept as acetate
     assert len(first) == len(cache_smiles) - 1
     assert first.index.tolist() == list(range(len(cache_smiles) - 2)) + [len(cache_smiles) - 1]
-    folder = cache_dir / "tokens" / first.key
+    folder = cache_env / "tokens" / first.key
     assert (folder / "meta.json").exists()
     assert (folder / "ids.npy").exists()
     # the arrays match a plain encode with the fitted vocabulary
@@ -313,7 +313,7 @@ def test_token_cache_second_call_loads_from_disk(cache_dir, cache_smiles, monkey
     _same(first, third)
 
 
-def test_token_cache_with_a_given_tokenizer(cache_dir, cache_smiles, monkeypatch):
+def test_token_cache_with_a_given_tokenizer(cache_env, cache_smiles, monkeypatch):
     tok = SelfiesTokenizer.fit(cache_smiles, progress=False)
     first = tokenize_file(cache_smiles, tokenizer=tok, progress=False)
     assert first.tokenizer == tok
@@ -322,7 +322,7 @@ def test_token_cache_with_a_given_tokenizer(cache_dir, cache_smiles, monkeypatch
     _same(first, tokenize_file(cache_smiles, tokenizer=tok, progress=False))
 
 
-def test_token_cache_keys(cache_dir, cache_smiles):
+def test_token_cache_keys(cache_env, cache_smiles):
     base = tokenize_file(cache_smiles, progress=False)
     tok = base.tokenizer
     wider = SelfiesTokenizer(tok.itos, tok.max_length + 10)
@@ -338,7 +338,7 @@ def test_token_cache_keys(cache_dir, cache_smiles):
         tokenize_file(cache_smiles[:-1] + ["CCO"], progress=False).key,
     }
     assert len(keys) == 8
-    assert {p.name for p in (cache_dir / "tokens").iterdir()} == keys  # one folder per key, no leftovers
+    assert {p.name for p in (cache_env / "tokens").iterdir()} == keys  # one folder per key, no leftovers
     # same input and same tokenizer: same key
     assert tokenize_file(list(cache_smiles), tokenizer=SelfiesTokenizer.from_dict(tok.to_dict()), progress=False).key \
         == tokenize_file(cache_smiles, tokenizer=tok, progress=False).key
@@ -346,10 +346,10 @@ def test_token_cache_keys(cache_dir, cache_smiles):
     assert tokenize_file(cache_smiles, tokenizer=wider, progress=False).ids.shape[1] == base.ids.shape[1] + 10
 
 
-def test_cache_false_writes_nothing(cache_dir, cache_smiles):
+def test_cache_false_writes_nothing(cache_env, cache_smiles):
     data = tokenize_file(cache_smiles, cache=False, progress=False)
     assert len(data) == len(cache_smiles) - 1
-    assert not (cache_dir / "tokens").exists() or not any((cache_dir / "tokens").iterdir())
+    assert not (cache_env / "tokens").exists() or not any((cache_env / "tokens").iterdir())
 
 
 @pytest.mark.parametrize(
@@ -364,9 +364,9 @@ def test_cache_false_writes_nothing(cache_dir, cache_smiles):
     ids=["ids-half", "ids-header", "lengths-short", "meta-truncated", "meta-empty-dict"],
 )
 @pytest.mark.parametrize("mmap", [True, False], ids=["mmap", "no-mmap"])
-def test_corrupted_cache_is_rebuilt_with_a_warning(cache_dir, cache_smiles, monkeypatch, caplog, target, corrupt, mmap):
+def test_corrupted_cache_is_rebuilt_with_a_warning(cache_env, cache_smiles, monkeypatch, caplog, target, corrupt, mmap):
     good = tokenize_file(cache_smiles, progress=False, mmap=False)
-    path = cache_dir / "tokens" / good.key / target
+    path = cache_env / "tokens" / good.key / target
     path.write_bytes(corrupt(path.read_bytes()))
     calls = _count_tokenizing(monkeypatch)
     with caplog.at_level(logging.WARNING, logger="molvae.data"):
@@ -380,9 +380,9 @@ def test_corrupted_cache_is_rebuilt_with_a_warning(cache_dir, cache_smiles, monk
 
 
 @pytest.mark.parametrize("target", ["ids.npy", "lengths.npy"])
-def test_empty_cache_file_is_rebuilt(cache_dir, cache_smiles, target, monkeypatch):
+def test_empty_cache_file_is_rebuilt(cache_env, cache_smiles, target, monkeypatch):
     good = tokenize_file(cache_smiles, progress=False, mmap=False)
-    path = cache_dir / "tokens" / good.key / target
+    path = cache_env / "tokens" / good.key / target
     path.write_bytes(b"")
     calls = _count_tokenizing(monkeypatch)
     rebuilt = tokenize_file(cache_smiles, progress=False, mmap=False)
@@ -393,7 +393,7 @@ def test_empty_cache_file_is_rebuilt(cache_dir, cache_smiles, target, monkeypatc
     assert (rebuilt.n_input, rebuilt.n_failed, rebuilt.key) == (good.n_input, good.n_failed, good.key)
 
 
-def test_tokenize_file_honours_the_tokenizer_standardize_setting(cache_dir):
+def test_tokenize_file_honours_the_tokenizer_standardize_setting(cache_env):
     smiles = ["CCO", "[13CH3]O", "CC(=O)O.[Na+]"]
     tok = SelfiesTokenizer.fit(["CCO", "CC(=O)O"], progress=False, standardize_input=False)
     batch = tok.encode(smiles)
@@ -401,13 +401,13 @@ def test_tokenize_file_honours_the_tokenizer_standardize_setting(cache_dir):
     assert data.index.tolist() == batch.index.tolist() == [0]
 
 
-def test_cache_meta_is_plain_json(cache_dir, cache_smiles):
+def test_cache_meta_is_plain_json(cache_env, cache_smiles):
     data = tokenize_file(cache_smiles, progress=False)
-    meta = json.loads((cache_dir / "tokens" / data.key / "meta.json").read_text())
+    meta = json.loads((cache_env / "tokens" / data.key / "meta.json").read_text())
     assert meta["n_input"] == len(cache_smiles)
     assert meta["n_failed"] == 1
     assert SelfiesTokenizer.from_dict(meta["tokenizer"]) == data.tokenizer
-    failures = pd.read_csv(cache_dir / "tokens" / data.key / "failures.csv")
+    failures = pd.read_csv(cache_env / "tokens" / data.key / "failures.csv")
     assert failures["smiles"].tolist() == ["C1CC"]
 
 
