@@ -99,8 +99,35 @@ def commit_label() -> str:
     return f"{commit} + uncommitted changes to {', '.join(files)}" if files else commit
 
 
-def setting_key(budget: int, strategy: str, batch_size: int, model: str) -> str:
-    return f"budget={budget} strategy={strategy} batch_size={batch_size} model={model}"
+def setting_key(budget: int, strategy: str, batch_size: int, model: str, options: dict | None = None) -> str:
+    extra = "".join(f" {k}={v}" for k, v in sorted((options or {}).items()))
+    return f"budget={budget} strategy={strategy} batch_size={batch_size} model={model}{extra}"
+
+
+def parse_value(text: str):
+    """``--set`` values: int, float, None, true/false, else the string."""
+    low = text.lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def strategy_options(args) -> dict:
+    """The strategy keyword arguments of ``--set KEY=VALUE`` (repeatable)."""
+    out = {}
+    for item in getattr(args, "set", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.replace("-", "_")] = parse_value(value)
+    return out
 
 
 def load_runs(path: Path) -> dict:
@@ -138,7 +165,7 @@ def one_run(model, name: str, seed: int, args, out_dir: Path) -> dict:
     oracle = get_oracle(name)
     t0 = time.perf_counter()
     res = mv.optimize(model, objective=oracle, budget=args.budget, seed=seed, strategy=args.strategy,
-                      batch_size=args.batch_size, progress=args.progress)
+                      batch_size=args.batch_size, progress=args.progress, **strategy_options(args))
     wall = time.perf_counter() - t0
     h = res.history
     scored = h[h["status"] == "scored"].sort_values("call", kind="stable")
@@ -160,6 +187,8 @@ def one_run(model, name: str, seed: int, args, out_dir: Path) -> dict:
         "best": [[str(s), round(float(v), 4)] for s, v in zip(best["smiles"], best["score"])],
         "wall_s": round(wall, 1),
         "oracle_s": round(oracle.seconds, 1),
+        "finetune_s": res.stats.get("finetune_s", 0.0),
+        "sources": {str(k): int(v) for k, v in scored["source"].value_counts().items()},
     }
 
 
@@ -265,6 +294,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--strategy", default="trust_region")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--model", default="moses", help="shipped model name or checkpoint path")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="a strategy option (repeatable), e.g. --set crossover_fraction=0.25; part of the setting")
     ap.add_argument("--screening", type=int, default=0, metavar="N",
                     help="also score N random bundled ZINC molecules with every oracle (0: keep the saved result)")
     ap.add_argument("--screening-seed", type=int, default=0)
@@ -287,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     runs_path = out_dir / "runs.json"
     model_label = Path(args.model).name if args.model.endswith(".pt") else args.model
-    setting = setting_key(args.budget, args.strategy, args.batch_size, model_label)
+    setting = setting_key(args.budget, args.strategy, args.batch_size, model_label, strategy_options(args))
     stamp = lambda: _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")  # noqa: E731
 
     if args.screening:

@@ -13,11 +13,9 @@
 # Re-run with the same RUN_DIR to resume a stage that stopped early (max_hours); a stage that
 # reached its end (or max_steps) is left as it is.  3a and 3b are independent: on two cores,
 # run them side by side (one thread each, as their configs say) with STAGE=3a / STAGE=3b.
-# The shipped stage-3 models stopped at 67% of their schedule (step 8,3xx); their runs went on to
-# step 10,500 of 12,365 (85%) on 2026-12-02 and those resumable checkpoints are
-# committed: `mkdir -p runs/moses_sampler runs/moses_search;
-# cp benchmarks/checkpoints/moses_sampler_last.pt runs/moses_sampler/last.pt;
-# cp benchmarks/checkpoints/moses_search_last.pt runs/moses_search/last.pt`, then STAGE=3a / 3b.
+# Stage 3 ran its whole schedule (12,365 steps, one pass over MOSES train) in several sittings
+# of max_hours, resumed with --resume from each run's last.pt; the shipped models are the
+# end of it (2026-12-02).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=${1:-runs/moses}

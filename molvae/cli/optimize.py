@@ -84,6 +84,12 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     s.add_argument("--sampler", choices=SAMPLER_CHOICES, help="Optuna sampler for --strategy optuna (default cmaes)")
     s.add_argument("--surrogate", choices=["tanimoto", "mlp", "gp", "none"],
                    help="candidate ranking model for --strategy trust_region (default tanimoto)")
+    s.add_argument("--crossover-fraction", type=float,
+                   help="share of each round's candidates made by graph crossover of the best molecules "
+                        "(trust_region; 0 turns it off)")
+    s.add_argument("--finetune-every", type=int, metavar="CALLS",
+                   help="fine-tune a copy of the decoder on the best molecules every CALLS oracle calls "
+                        "(trust_region; 0 turns it off)")
     s.add_argument("--batch-size", type=int, default=32, help="molecules scored per round")
     s.add_argument("--storage", help="Optuna storage: sqlite:///study.db, postgresql://..., journal:///path.log")
     s.add_argument("--study", help="study name in --storage (default molvae-optimize)")
@@ -137,6 +143,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         if args.strategy != "trust_region":
             raise ValueError("--surrogate applies to --strategy trust_region")
         kwargs["surrogate"] = None if args.surrogate == "none" else args.surrogate
+    for opt in ("crossover_fraction", "finetune_every"):
+        value = getattr(args, opt)
+        if value is not None:
+            if args.strategy != "trust_region":
+                raise ValueError(f"--{opt.replace('_', '-')} applies to --strategy trust_region")
+            kwargs[opt] = (value or None) if opt == "finetune_every" else value
     quiet = bool(getattr(args, "quiet", False))
     result = optimize(
         model,

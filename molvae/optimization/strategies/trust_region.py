@@ -2,9 +2,13 @@
 
 A box of side ``length`` (prior standard deviations; ``scale="data"`` scales each coordinate by
 the spread of the latent means) around the latent mean of the center molecule; candidates
-perturb a random subset of coordinates, ``global_fraction`` of them are prior draws and
-``mutation_fraction`` are SELFIES edits of the center and of the 10 best molecules.  The
-unseen feasible ones are ranked by Thompson-like draws from a surrogate.  The box doubles
+perturb a random subset of coordinates, ``global_fraction`` of them are prior draws,
+``mutation_fraction`` are SELFIES edits of the center and of the 10 best molecules and
+``crossover_fraction`` are graph crossovers of the ``population`` best molecules
+(:mod:`molvae.optimization.crossover`).  The unseen feasible ones are ranked by
+Thompson-like draws from a surrogate.  With ``finetune_every`` (oracle calls), the decoder of
+a copy of the model is fine-tuned on the best molecules that often
+(:mod:`molvae.optimization.finetune`).  The box doubles
 after ``success_tolerance`` successful rounds, halves after ``failure_tolerance`` failed
 ones, restarts around another good molecule below ``length_min``, and is widened instead of
 counted as a failure when it decodes to fewer than ``batch_size`` unseen molecules.
@@ -12,6 +16,7 @@ counted as a failure when it decodes to fewer than ``batch_size`` unseen molecul
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from typing import Any
@@ -19,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from molvae.optimization.candidates import Candidate
+from molvae.optimization.crossover import GraphCrossover
+from molvae.optimization.finetune import DecoderTuner
 from molvae.optimization.mutations import SelfiesMutator
 from molvae.optimization.session import Run
 from molvae.optimization.strategies.base import Strategy
@@ -48,16 +55,35 @@ class TrustRegion(Strategy):
         scale: str = "prior",
         global_fraction: float = 0.1,
         mutation_fraction: float = 0.25,
+        crossover_fraction: float = 0.0,
+        population: int = 50,
+        finetune_every: int | None = None,
+        finetune_steps: int = 50,
+        finetune_top: int = 256,
         bound: float = 3.0,
     ) -> None:
         super().__init__(run, rng, seed)
         if not 0.0 <= global_fraction < 1.0:
             raise ValueError("global_fraction must be within [0, 1)")
-        if not 0.0 <= mutation_fraction <= 1.0 or global_fraction + mutation_fraction > 1.0:
-            raise ValueError("mutation_fraction must be within [0, 1] and global_fraction + mutation_fraction <= 1")
+        for name, f in (("mutation_fraction", mutation_fraction), ("crossover_fraction", crossover_fraction)):
+            if not 0.0 <= f <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1]")
+        if mutation_fraction + crossover_fraction > 1.0:
+            raise ValueError("mutation_fraction + crossover_fraction must be <= 1")
+        if population < 2:
+            raise ValueError("population must be >= 2")
         self.global_fraction = float(global_fraction)
         self.mutation_fraction = float(mutation_fraction)
+        self.crossover_fraction = float(crossover_fraction)
+        self.population = int(population)
         self.mutator = SelfiesMutator(run.model.tokenizer, rng) if mutation_fraction > 0 else None
+        max_atoms = run.constraints.max_heavy_atoms or 2 * run.model.tokenizer.max_length // 3
+        self.crosser = GraphCrossover(rng, max_heavy_atoms=max_atoms) if crossover_fraction > 0 else None
+        self.tuner = None
+        if finetune_every:
+            run.model = copy.deepcopy(run.model)  # the user's model is left as it is
+            self.tuner = DecoderTuner(run.model, every=finetune_every, steps=finetune_steps, top=finetune_top,
+                                      seed=seed)
         if scale not in ("prior", "data"):
             raise ValueError("scale must be 'prior' (box sides in prior sigmas) or 'data' (scaled by the spread of the latent means)")
         self.scale = scale
@@ -81,7 +107,11 @@ class TrustRegion(Strategy):
         self.widened = 0
 
     def stats(self) -> dict[str, Any]:
-        return {"restarts": self.restarts, "widened": self.widened, "final_length": self.length}
+        out: dict[str, Any] = {"restarts": self.restarts, "widened": self.widened, "final_length": self.length}
+        if self.tuner is not None:
+            out.update(finetune_updates=self.tuner.n_updates, finetune_s=round(self.tuner.seconds, 2),
+                       finetune_nll=[(round(a, 3), round(b, 3)) for a, b in self.tuner.losses])
+        return out
 
     def _choose_center(self, u: np.ndarray, restart: bool) -> None:
         smiles, Z, _, _ = self.run.data.arrays()
@@ -112,6 +142,22 @@ class TrustRegion(Strategy):
         out = self.mutator.mutate(parents, exclude=run.known)
         return run.check([Candidate(s, source="mutation") for s in out])
 
+    def _children(self, n: int, u: np.ndarray) -> list[Candidate]:
+        """Graph crossovers of pairs drawn from the ``population`` best molecules (rank weights)."""
+        run = self.run
+        smiles = run.data.arrays()[0]
+        ok = np.flatnonzero(np.isfinite(u))
+        pop = [smiles[i] for i in ok[np.argsort(-u[ok])][: self.population]]
+        if len(pop) < 2:
+            return []
+        w = 1.0 / (0.1 * len(pop) + np.arange(len(pop)))
+        w /= w.sum()
+        a = self.rng.choice(len(pop), size=n, p=w)
+        b = self.rng.choice(len(pop), size=n, p=w)
+        pairs = [(pop[i], pop[j]) for i, j in zip(a, b) if i != j]
+        out = self.crosser.children(pairs, exclude=run.known)
+        return run.check([Candidate(s, source="crossover") for s in out])
+
     def _scales(self) -> np.ndarray:
         _, Z, _, _ = self.run.data.arrays()
         Z = Z[np.isfinite(Z).all(1)]
@@ -137,6 +183,8 @@ class TrustRegion(Strategy):
         data = run.data
         lam = self.scalarization()
         u = data.utilities(lam)
+        if self.tuner is not None and self.tuner.due(run.n_calls()):
+            self.tuner.update(data.arrays()[0], u, run.n_calls())
         if lam is not None and self.center is not None:  # new weights: re-rank the center
             self.center_u = float(u[data.index[self.center]])
         if self.center is None:
@@ -146,7 +194,8 @@ class TrustRegion(Strategy):
         zc = data.arrays()[1][data.index[self.center]]
         D = run.D
         n_mut = int(round(self.mutation_fraction * self.n_candidates)) if self.mutator else 0
-        n = self.n_candidates - n_mut
+        n_cross = int(round(self.crossover_fraction * self.n_candidates)) if self.crosser else 0
+        n = max(self.n_candidates - n_mut - n_cross, 1)
         mask = self.rng.random((n, D)) < self.perturb_prob
         none = ~mask.any(1)
         mask[none, self.rng.integers(D, size=int(none.sum()))] = True
@@ -158,10 +207,14 @@ class TrustRegion(Strategy):
             Z[:n_global] = self.rng.standard_normal((n_global, D))
         Z = np.clip(Z, -self.bound, self.bound).astype(np.float32)
         cands = run.screen(Z, self.name)
+        n_latent_new = run.last_n_new
         if n_mut:
-            n_latent_new = run.last_n_new
             cands += self._mutants(n_mut, u)
-            run.last_n_new = n_latent_new + self.mutator.last_n_new
+            n_latent_new += self.mutator.last_n_new
+        if n_cross:
+            cands += self._children(n_cross, u)
+            n_latent_new += self.crosser.last_n_new
+        run.last_n_new = n_latent_new
         new = self._rank_and_evaluate(cands, self.surrogate, u)
         # success: a better molecule than the center
         best_new = -math.inf
