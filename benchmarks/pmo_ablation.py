@@ -35,6 +35,7 @@ TASKS = ["celecoxib_rediscovery", "troglitazone_rediscovery", "thiothixene_redis
 # the strategy options of each variant; "base" is the strategy before crossover and fine-tuning
 VARIANTS: dict[str, dict] = {
     "base": dict(crossover_fraction=0.0),
+    "crossover-0.1": dict(crossover_fraction=0.1),
     "crossover": dict(crossover_fraction=0.25),
     "crossover-0.5": dict(crossover_fraction=0.5, mutation_fraction=0.2),
     "crossover+finetune": dict(crossover_fraction=0.25, finetune_every=500),

@@ -55,7 +55,7 @@ class TrustRegion(Strategy):
         scale: str = "prior",
         global_fraction: float = 0.1,
         mutation_fraction: float = 0.25,
-        crossover_fraction: float = 0.0,
+        crossover_fraction: float = 0.25,
         population: int = 50,
         finetune_every: int | None = None,
         finetune_steps: int = 50,
