@@ -286,6 +286,42 @@ def build_table(data: dict, setting: str, budget: int) -> str:
     return "\n".join(out)
 
 
+def plot_curves(out_dir: Path, names: list[str], budget: int, screening: dict | None = None) -> Path | None:
+    """``<out-dir>/curves.png``: top-10 mean against oracle calls, one panel per task, one line per seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    have = [n for n in names if list(out_dir.glob(f"{n}-seed*.csv"))]
+    if not have:
+        return None
+    screen = {row["oracle"]: row["top10"] for row in (screening or {}).get("rows", [])}
+    cols = 4
+    rows = -(-len(have) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False, sharex=True)
+    for ax, name in zip(axes.flat, have):
+        for path in sorted(out_dir.glob(f"{name}-seed*.csv")):
+            df = pd.read_csv(path)
+            ax.plot(df["call"], df["top10_mean"], lw=1.2, label=path.stem.rsplit("-", 1)[1])
+        if name in screen:
+            ax.axhline(screen[name], color="grey", ls=":", lw=1, label="ZINC screening, final")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlim(0, budget)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(have):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6)
+    fig.supxlabel("oracle calls")
+    fig.supylabel("top-10 mean score")
+    fig.tight_layout()
+    path = out_dir / "curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--oracles", nargs="+", default=list(PMO_ORACLES), choices=list(PMO_ORACLES), metavar="ORACLE")
@@ -354,7 +390,11 @@ def main(argv: list[str] | None = None) -> None:
               f"{rec['n_calls']} calls, {rec['wall_s']:.0f} s ({rec['oracle_s']:.1f} s in the oracle, "
               f"{per_call:.3f} s/call in the optimizer)", flush=True)
 
-    body = build_table(load_runs(runs_path), setting, args.budget)
+    data = load_runs(runs_path)
+    body = build_table(data, setting, args.budget)
+    curves = plot_curves(out_dir, list(PMO_ORACLES), args.budget, data.get("screening"))
+    if curves is not None:
+        body += f"\n\nPer-task curves (top-10 mean against calls, every seed): `{curves.relative_to(HERE.parent)}`."
     write_section("pmo", body)
     print(body)
 

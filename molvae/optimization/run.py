@@ -38,11 +38,11 @@ Strategies (``strategy=``; the measurements behind the defaults are in ``docs/op
         alphabet; radicals dropped) of the center and of the 10 best molecules: the decoder
         reconstructs molecules only approximately, so latent steps alone rarely stay close
         to a good molecule, while edits keep the search local (similarity constraints) and
-        still always give valid molecules.  ``crossover_fraction`` of the candidates are
+        still always give valid molecules.  ``crossover_fraction`` (0.25) of the candidates are
         graph crossovers (:mod:`~molvae.optimization.crossover`: chain and ring cuts) of
         pairs drawn by rank from the ``population`` (50) best molecules.  With
-        ``finetune_every=N`` the decoder of a copy of the model is fine-tuned every N oracle
-        calls on the best molecules (``finetune_steps`` steps; :mod:`~molvae.optimization.finetune`;
+        ``finetune_every=N`` (default off) the decoder of a copy of the model is fine-tuned every
+        N oracle calls on the best molecules (``finetune_steps`` steps; :mod:`~molvae.optimization.finetune`;
         the encoder stays fixed, so stored latent means stay valid).  When the box decodes
         to fewer than ``batch_size`` unseen molecules it is widened instead of counted as a
         failure.

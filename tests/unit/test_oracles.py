@@ -239,6 +239,41 @@ def test_pmo_script_quick_mode(tmp_path):
     assert "<!-- pmo -->" in text and "| qed | " in text and "| celecoxib_rediscovery | " in text
     assert "(2 of 16 oracles run)" in text and "| REINVENT | 9.73 |" in text
     assert "--quick" in text and "not comparable" in text
+    assert (tmp_path / "curves.png").stat().st_size > 10_000 and "curves.png" in text
+
+
+def _pmo_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pmo_bench", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return module
+
+
+def test_pmo_script_strategy_options_are_typed_and_part_of_the_setting():
+    pmo = _pmo_module()
+    args = type("A", (), {"set": ["crossover_fraction=0.25", "finetune-every=500", "surrogate=none", "scale=data"]})
+    opts = pmo.strategy_options(args)
+    assert opts == {"crossover_fraction": 0.25, "finetune_every": 500, "surrogate": None, "scale": "data"}
+    assert pmo.setting_key(10, "trust_region", 32, "moses", opts).endswith(
+        "model=moses crossover_fraction=0.25 finetune_every=500 scale=data surrogate=None")
+    assert pmo.setting_key(10, "trust_region", 32, "moses") == "budget=10 strategy=trust_region batch_size=32 model=moses"
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        pmo.strategy_options(type("A", (), {"set": ["crossover_fraction"]}))
+
+
+def test_pmo_curves_plot_one_panel_per_task_with_runs(tmp_path):
+    pmo = _pmo_module()
+    for seed in (0, 1):
+        (tmp_path / f"qed-seed{seed}.csv").write_text("call,best,top10_mean\n100,0.9,0.8\n200,0.94,0.9\n")
+    path = pmo.plot_curves(tmp_path, ["qed", "median1"], 200, {"rows": [{"oracle": "qed", "top10": 0.93}]})
+    assert path == tmp_path / "curves.png" and path.stat().st_size > 5_000
+    assert pmo.plot_curves(tmp_path, ["median1"], 200) is None  # no runs of it: no picture
 
 
 def test_a_pmo_task_is_an_objective_by_name():
