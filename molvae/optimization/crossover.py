@@ -12,7 +12,9 @@ Tripp and Hernandez-Lobato 2023), written here on RDKit's ``FragmentOnBonds`` an
 Children that RDKit cannot sanitize, with radicals, charges, cumulated double bonds on C or N
 (joining kekulized arcs can make allenes), rings of 3-4 atoms that neither parent has, rings
 of more than 8 atoms, more heavy atoms than ``max_heavy_atoms`` or several fragments are
-dropped; the survivors are canonical SMILES.
+dropped; the survivors are canonical SMILES.  The trust region caps children at the run's
+``max_heavy_atoms``, else at two thirds of the model's maximum length in SELFIES tokens (33 heavy
+atoms for the shipped models, whose limit is 50 tokens), so that most of them stay encodable.
 """
 
 from __future__ import annotations
