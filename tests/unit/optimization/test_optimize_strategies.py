@@ -112,7 +112,7 @@ def test_every_strategy_counts_calls_exactly(search_model, strategy, kwargs):
     assert sorted(s["smiles"]) == sorted(oracle.seen)
     assert sorted(s["call"].tolist()) == list(range(1, 41))
     assert (s["strategy"] == strategy).all()
-    assert set(s["source"]) <= {"start", strategy, "prior", "mutation"}
+    assert set(s["source"]) <= {"start", strategy, "prior", "mutation", "crossover"}
     assert (s.loc[s["source"] != "start", "round"] > 0).all()
 
 
