@@ -394,7 +394,9 @@ def main(argv: list[str] | None = None) -> None:
     body = build_table(data, setting, args.budget)
     curves = plot_curves(out_dir, list(PMO_ORACLES), args.budget, data.get("screening"))
     if curves is not None:
-        body += f"\n\nPer-task curves (top-10 mean against calls, every seed): `{curves.relative_to(HERE.parent)}`."
+        where = curves.resolve()
+        shown = where.relative_to(HERE.parent) if where.is_relative_to(HERE.parent) else where
+        body += f"\n\nPer-task curves (top-10 mean against calls, every seed): `{shown}`."
     write_section("pmo", body)
     print(body)
 
