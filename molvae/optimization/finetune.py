@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from molvae.training.losses import reconstruction_nll
 
 __all__ = ["DecoderTuner"]
 
@@ -66,18 +67,17 @@ class DecoderTuner:
         w = 1.0 / (self.kappa * len(ranks) + ranks)
         probs = torch.as_tensor(w / w.sum(), dtype=torch.float)
         was_training = model.training
+        model.eval()
         with torch.no_grad():
-            model.eval()
             mu, logvar = model.encode_ids(ids[:, : int(lengths.max())], lengths)
         std = torch.exp(0.5 * logvar)
         before = self._nll(ids, lengths, mu)
-        model.train()
-        for p in self.params:
-            p.requires_grad_(True)
-        frozen = [p for p in model.parameters() if all(p is not q for q in self.params)]
-        grads = [p.requires_grad for p in frozen]
+        # only the decoder learns: the encoder and the shared embedding get no gradients
+        tuned = {id(p) for p in self.params}
+        frozen = [p for p in model.parameters() if id(p) not in tuned and p.requires_grad]
         for p in frozen:
             p.requires_grad_(False)
+        model.train()
         try:
             for _ in range(self.steps):
                 rows = torch.multinomial(probs, self.batch_size, replacement=True, generator=self.gen)
@@ -88,10 +88,8 @@ class DecoderTuner:
                 torch.nn.utils.clip_grad_norm_(self.params, 1.0)
                 self.opt.step()
         finally:
-            for p, g in zip(frozen, grads):
-                p.requires_grad_(g)
-            model.train(was_training)
-        model.eval()
+            for p in frozen:
+                p.requires_grad_(True)
         after = self._nll(ids, lengths, mu)
         model.train(was_training)
         self.losses.append((before, after))
@@ -101,12 +99,9 @@ class DecoderTuner:
         return True
 
     def _loss(self, ids: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        t = int(lengths.max())
-        ids = ids[:, :t]
+        ids = ids[:, : int(lengths.max())]
         logits = self.model.decode_logits(z, ids[:, :-1])
-        nll = F.cross_entropy(logits.transpose(1, 2).float(), ids[:, 1:], ignore_index=self.model.tokenizer.pad_id,
-                              reduction="none")
-        return nll.sum(1).mean()
+        return reconstruction_nll(logits, ids[:, 1:], self.model.tokenizer.pad_id).mean()
 
     @torch.no_grad()
     def _nll(self, ids: torch.Tensor, lengths: torch.Tensor, mu: torch.Tensor) -> float:

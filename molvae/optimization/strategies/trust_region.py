@@ -129,12 +129,16 @@ class TrustRegion(Strategy):
         self.center, self.center_u = smiles[i], float(u[i])
         self.used_centers.append(self.center)
 
+    def _best(self, u: np.ndarray, k: int) -> list[str]:
+        """The ``k`` scored molecules of highest finite utility, best first."""
+        smiles = self.run.data.arrays()[0]
+        ok = np.flatnonzero(np.isfinite(u))
+        return [smiles[i] for i in ok[np.argsort(-u[ok])][:k]]
+
     def _mutants(self, n: int, u: np.ndarray) -> list[Candidate]:
         """SELFIES edits of the center (half) and of the 10 best molecules (the rest)."""
         run = self.run
-        smiles = run.data.arrays()[0]
-        ok = np.flatnonzero(np.isfinite(u))
-        top = [smiles[i] for i in ok[np.argsort(-u[ok])][:10]] or list(smiles[:10])  # none feasible: the first scored
+        top = self._best(u, 10) or list(run.data.arrays()[0][:10])  # none feasible: the first scored
         if not top:
             return []
         parents = [self.center if (self.center and self.rng.random() < 0.5) else top[int(self.rng.integers(len(top)))]
@@ -145,9 +149,7 @@ class TrustRegion(Strategy):
     def _children(self, n: int, u: np.ndarray) -> list[Candidate]:
         """Graph crossovers of pairs drawn from the ``population`` best molecules (rank weights)."""
         run = self.run
-        smiles = run.data.arrays()[0]
-        ok = np.flatnonzero(np.isfinite(u))
-        pop = [smiles[i] for i in ok[np.argsort(-u[ok])][: self.population]]
+        pop = self._best(u, self.population)
         if len(pop) < 2:
             return []
         w = 1.0 / (0.1 * len(pop) + np.arange(len(pop)))
