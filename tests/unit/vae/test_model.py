@@ -179,6 +179,36 @@ def test_a_two_layer_decoder_generates_what_it_scores(tokenizer):
     assert df.valid.all() and all(to_mol(s) is not None for s in df.smiles)
 
 
+@torch.no_grad()
+def test_the_precomputed_step_decodes_exactly_as_the_gru(monkeypatch):
+    """generate() steps a one-layer float32 decoder with its input projections computed once
+    (vae.decoding._Stepper); on the shipped model and real molecules' latent points it gives
+    the tokens and NLL of torch.nn.GRU itself, greedy and seeded sampling alike, and it is
+    not used under bfloat16 autocast."""
+    import molvae as mv
+    from molvae.vae import decoding
+
+    model = mv.load_pretrained("moses")
+    z = model.encode(mv.load_dataset("moses", "test", limit=48))
+    assert np.isfinite(z).all()
+    z = torch.as_tensor(z)
+    used = []
+    real = decoding._Stepper
+    monkeypatch.setattr(decoding, "_Stepper", lambda *a: used.append(1) or real(*a))
+    fast = {m: model.generate(z, method=m, generator=torch.Generator().manual_seed(3)) for m in ("greedy", "sample")}
+    assert len(used) == 2
+    monkeypatch.setattr(decoding, "_fast_steps", lambda *a: False)
+    for method, (ids, nll) in fast.items():
+        ref_ids, ref_nll = model.generate(z, method=method, generator=torch.Generator().manual_seed(3))
+        assert torch.equal(ids, ref_ids), method
+        assert torch.allclose(nll, ref_nll, rtol=1e-5, atol=1e-4), method
+    lengths = (fast["greedy"][0] != model.tokenizer.pad_id).sum(dim=1)
+    assert lengths.min() < lengths.max()  # rows left the batch at different steps
+    monkeypatch.undo()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not decoding._fast_steps(model, z)
+
+
 # ----------------------------------------------------------------------------- beam search
 def test_beam_width_one_is_greedy(model):
     z = _z(16)
