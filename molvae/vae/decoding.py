@@ -58,8 +58,9 @@ class _Stepper:
     projection is the same at every step, and the embedding's share is one row of a
     (vocab, 3H) table, so a step costs one (B, H) x (H, 3H) product instead of two.  Same
     equations as ``torch.nn.GRU`` (gate order r, z, n) and the same tokens (tested);
-    greedy decoding of the shipped model is about 20% faster.  Under bfloat16 autocast
-    ``torch.nn.GRU`` itself is faster, and is used (measured in benchmarks/RESULTS.md).
+    greedy decoding of the shipped model was 16-23% faster in three A/Bs
+    (``benchmarks/decoder_step.py``).  Under bfloat16 autocast ``torch.nn.GRU`` itself was
+    faster, and is used (benchmarks/RESULTS.md, "Sampling speed").
     """
 
     def __init__(self, model: MolVAE, zin: torch.Tensor):
