@@ -2,7 +2,7 @@
 
     python benchmarks/constrained_logp.py [--delta 0.4 0.6] [--limit N] [--budget-per-molecule B ...]
                                           [--seed S] [--strategy trust_region] [--opt key=value ...]
-                                          [--workers W] [--objective logp_sa] [--no-results]
+                                          [--workers W] [--objective logp_sa] [--no-results] [--resume]
 
 Start set: the 800 ZINC molecules of ``data/zinc/opt.test.logP-SA`` (lowest penalized logP).
 For each start ``m`` and each ``delta``: among the molecules the optimizer scored, the
@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import math
 import multiprocessing
 import os
@@ -283,29 +284,77 @@ def _parse_kwargs(items: Sequence[str]) -> dict:
     return out
 
 
-def run_budget(starts: pd.DataFrame, args, budget: int, kwargs: dict) -> tuple[pd.DataFrame, float]:
+class Partial:
+    """Rows of finished starts, appended to ``<result>.partial.csv`` as they come in.
+
+    A run of all 800 starts at 200 calls takes about an hour on 2 cores; ``--resume`` picks an
+    interrupted one up where it stopped.  ``<result>.partial.json`` holds the settings that
+    must match (deltas, ``--opt``, one run per delta) and the wall time spent so far.
+    """
+
+    def __init__(self, result: Path, settings: dict, resume: bool) -> None:
+        self.csv = result.with_suffix(".partial.csv")
+        self.meta = result.with_suffix(".partial.json")
+        self.settings = settings
+        self.rows: list[dict] = []
+        self.wall_before = 0.0
+        if resume and self.csv.exists():
+            meta = json.loads(self.meta.read_text()) if self.meta.exists() else {}
+            if meta.get("settings") != settings:
+                raise SystemExit(f"--resume: {self.meta} was written with other settings "
+                                 f"({meta.get('settings')}); remove it or drop --resume")
+            self.rows = pd.read_csv(self.csv).to_dict("records")
+            self.wall_before = float(meta.get("wall_s", 0.0))
+            print(f"resuming: {len({r['index'] for r in self.rows})} starts done in {self.csv}", flush=True)
+        else:
+            self.csv.unlink(missing_ok=True)
+        self.done = {int(r["index"]) for r in self.rows}
+
+    def add(self, rows: list[dict], wall: float) -> None:
+        self.rows += rows
+        pd.DataFrame(rows, columns=CSV_COLUMNS).to_csv(self.csv, mode="a", header=not self.csv.exists(), index=False)
+        self.meta.write_text(json.dumps({"settings": self.settings, "wall_s": self.wall_before + wall}))
+
+    def finish(self) -> None:
+        self.csv.unlink(missing_ok=True)
+        self.meta.unlink(missing_ok=True)
+
+
+def run_budget(starts: pd.DataFrame, args, budget: int, kwargs: dict, result: Path) -> tuple[pd.DataFrame, float]:
+    settings = {"deltas": sorted(args.delta), "opt": list(args.opt), "one_run_per_delta": bool(args.one_run_per_delta)}
+    partial = Partial(result, settings, args.resume)
     tasks = [
         {"index": int(i), "start": s, "file_score": float(v), "objective": args.objective, "deltas": args.delta,
          "budget": budget, "seed": args.seed, "strategy": args.strategy, "kwargs": kwargs,
          "one_run_per_delta": args.one_run_per_delta}
         for i, s, v in zip(starts.index, starts["smiles"], starts["penalized_logp"])
+        if int(i) not in partial.done
     ]
     t0 = time.perf_counter()
-    rows: list[dict] = []
-    if args.workers <= 1:
+    n_before = len(partial.done)
+    n_all = n_before + len(tasks)
+
+    def got(k: int, rows: list[dict]) -> None:
+        partial.add(rows, time.perf_counter() - t0)
+        _report(n_before + k + 1, n_all, rows[-1], t0)
+
+    if not tasks:
+        pass
+    elif args.workers <= 1:
         _init_worker(args.threads)
         for k, task in enumerate(tasks):
-            rows += run_one(task)
-            _report(k + 1, len(tasks), rows[-1], t0)
+            got(k, run_one(task))
     else:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_init_worker,
                                  initargs=(args.threads,)) as pool:
-            for k, got in enumerate(pool.map(run_one, tasks)):
-                rows += got
-                _report(k + 1, len(tasks), rows[-1], t0)
-    wall = time.perf_counter() - t0
+            for k, rows in enumerate(pool.map(run_one, tasks)):
+                got(k, rows)
+    wall = partial.wall_before + time.perf_counter() - t0
+    rows = partial.rows
     df = pd.DataFrame(rows, columns=CSV_COLUMNS).sort_values(["index", "delta"], kind="stable").reset_index(drop=True)
+    df.to_csv(result, index=False)
+    partial.finish()
     return df, wall
 
 
@@ -415,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--out-dir", type=Path, default=OUT_DIR)
     ap.add_argument("--no-results", action="store_true", help="do not write benchmarks/RESULTS.md")
+    ap.add_argument("--resume", action="store_true",
+                    help="go on from <result>.partial.csv of an interrupted run with the same settings")
     args = ap.parse_args(argv)
     kwargs = _parse_kwargs(args.opt)
     starts = mv.data.load_opt_logp()
@@ -424,10 +475,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = "python benchmarks/constrained_logp.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     frames = {}
     for budget in args.budget_per_molecule:
-        df, wall = run_budget(starts, args, budget, kwargs)
         path = args.out_dir / f"results-{args.objective}-{args.strategy}-b{budget}-s{args.seed}-n{len(starts)}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)  # (again: a long run outlives a tidy-up of the folder)
-        df.to_csv(path, index=False)
+        df, wall = run_budget(starts, args, budget, kwargs, path)
         print(f"budget {budget}: {wall:.0f} s; wrote {path}")
         frames[budget] = (df, wall)
     body = results_table(frames, args, command.strip())

@@ -164,3 +164,41 @@ def test_script_end_to_end_on_three_starts(tmp_path):
     both = narrow["success"] & wide["success"]
     assert (narrow.loc[both, "best_score"] <= wide.loc[both, "best_score"] + 1e-12).all()
     assert "| molvae trust_region | 0.4 |" in proc.stdout and "JT-VAE (Jin et al. 2018)" in proc.stdout
+
+
+def _row(index: int, delta: float, improvement: float) -> dict:
+    row = dict.fromkeys(cl.CSV_COLUMNS)
+    row.update(index=index, delta=delta, improvement=improvement, success=True, run_delta=0.4,
+               search_start_how="as is", calls=50, wall_s=1.0, best="CCO", best_score=1.0)
+    return row
+
+
+def test_an_interrupted_run_resumes_from_its_partial_file_and_refuses_other_settings(tmp_path):
+    result = tmp_path / "results-penalized_logp-trust_region-b50-s0-n3.csv"
+    settings = {"deltas": [0.4, 0.6], "opt": [], "one_run_per_delta": False}
+    first = cl.Partial(result, settings, resume=False)
+    first.add([_row(0, 0.4, 2.5), _row(0, 0.6, 1.5)], wall=10.0)
+    first.add([_row(2, 0.4, 3.0), _row(2, 0.6, 0.0)], wall=25.0)
+    assert result.with_suffix(".partial.csv").exists() and not result.exists()
+
+    again = cl.Partial(result, settings, resume=True)
+    assert again.done == {0, 2} and again.wall_before == 25.0
+    assert [r["improvement"] for r in again.rows] == [2.5, 1.5, 3.0, 0.0]
+    with pytest.raises(SystemExit, match="other settings"):
+        cl.Partial(result, {**settings, "opt": ["batch_size=8"]}, resume=True)
+    fresh = cl.Partial(result, settings, resume=False)  # without --resume the old rows are dropped
+    assert fresh.done == set() and not result.with_suffix(".partial.csv").exists()
+
+
+def test_run_budget_runs_only_the_starts_not_yet_done(tmp_path):
+    starts = mv.data.load_opt_logp().iloc[:2]
+    result = tmp_path / "results-logp_sa-trust_region-b50-s0-n2.csv"
+    settings = {"deltas": [0.4, 0.6], "opt": [], "one_run_per_delta": False}
+    part = cl.Partial(result, settings, resume=False)
+    part.add([_row(int(i), d, 1.0) for i in starts.index for d in (0.4, 0.6)], wall=7.0)
+    args = type("Args", (), dict(delta=[0.4, 0.6], opt=[], one_run_per_delta=False, resume=True, objective="logp_sa",
+                                 seed=0, strategy="trust_region", workers=1, threads=1))()
+    df, wall = cl.run_budget(starts, args, 50, {}, result)  # nothing left to run: no model is loaded
+    assert len(df) == 4 and list(df["index"]) == [0, 0, 1, 1] and wall >= 7.0
+    assert result.exists() and not result.with_suffix(".partial.csv").exists()
+    assert pd.read_csv(result)["improvement"].tolist() == [1.0, 1.0, 1.0, 1.0]
