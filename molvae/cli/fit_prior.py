@@ -1,6 +1,11 @@
 """``molvae fit-prior``: fit a learned latent prior (the aggregate posterior) and save the model with it.
 
-    molvae fit-prior [--model PATH] --data moses|FILE [-n 100000] [--components 32] -o model.pt
+    molvae fit-prior [--model PATH] --data moses|FILE [-n 100000] [--components 32]
+                     [--conditions logp,qed] -o model.pt
+
+``--conditions``: fit the joint of z and those RDKit properties, so that ``molvae sample
+--model model.pt --condition logp=2.5`` draws z given the property (any model; a conditional
+model also decodes with it).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     s.add_argument("--components", type=int, default=32)
     s.add_argument("--covariance", default="full", choices=["full", "diag"])
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--conditions", metavar="NAME,...",
+                   help="properties to fit jointly with z (e.g. logp,qed,sa,mw,tpsa), for sampling with --condition")
     s.add_argument("--half", action="store_true", help="store the weights in float16")
     s.add_argument("-o", "--output", required=True, help="checkpoint to write (the model and its prior)")
     s.set_defaults(func=cmd_fit_prior)
@@ -42,7 +49,7 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
         pick = np.random.default_rng(args.seed).choice(len(smiles), size=args.n, replace=False)
         smiles = [smiles[i] for i in np.sort(pick)]
     model.prior = fit_prior(model, smiles, kind=args.kind, n_components=args.components, covariance=args.covariance,
-                            seed=args.seed, progress=not args.quiet)
+                            seed=args.seed, progress=not args.quiet, conditions=args.conditions)
     meta = dict(getattr(model, "metadata", {}), prior_data=str(args.data), prior_n=len(smiles))
     model.save(args.output, half=args.half, metadata=meta)
     print(f"{model.prior!r} fitted on {model.prior.info['n_molecules']:,} molecules in "

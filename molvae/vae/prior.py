@@ -13,6 +13,13 @@ Every prior here is a mixture of Gaussians, stored as plain tensors (it survives
 - ``kind="aggregate"``: the aggregate posterior itself, one diagonal Gaussian per molecule
   (its posterior mean and standard deviation), equal weights, for ``n_components`` molecules.
 
+A GMM can also be fitted on the joint of z and RDKit properties of the molecules
+(``fit_prior(..., conditions=["logp", "qed"])``).  Sampling without a condition then uses its
+marginal over z; :meth:`GaussianMixturePrior.condition` gives the mixture of z given some of
+the properties (each component conditioned in closed form, its weight multiplied by how likely
+it makes the values asked for; the properties not named are marginalized).  That is what
+``model.sample(n, condition=...)`` draws z from when the model's prior has the properties.
+
 >>> import molvae as mv                                       # doctest: +SKIP
 >>> model = mv.load_pretrained()                              # doctest: +SKIP
 >>> model.prior = mv.fit_prior(model, mv.load_dataset("moses", "train", limit=50_000))  # doctest: +SKIP
@@ -24,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,6 +52,11 @@ class GaussianMixturePrior:
 
     ``log_weights`` (K,), ``means`` (K, D), and either ``scale_tril`` (K, D, D), the Cholesky
     factors of full covariances, or ``scales`` (K, D), diagonal standard deviations.
+
+    A joint prior of z and properties has ``condition_names`` (k names): its last k
+    coordinates are those properties standardized with ``condition_mean`` and
+    ``condition_std``; :attr:`dim` is the latent part (D - k), and :meth:`sample` and
+    :meth:`log_prob` are of the marginal over z.
     """
 
     def __init__(
@@ -55,6 +67,9 @@ class GaussianMixturePrior:
         scales: torch.Tensor | None = None,
         kind: str = "gmm",
         info: dict | None = None,
+        condition_names: Sequence[str] | None = None,
+        condition_mean: torch.Tensor | Sequence[float] | None = None,
+        condition_std: torch.Tensor | Sequence[float] | None = None,
     ):
         if (scale_tril is None) == (scales is None):
             raise ValueError("give exactly one of scale_tril (full covariance) or scales (diagonal)")
@@ -84,6 +99,23 @@ class GaussianMixturePrior:
         self.scales = scales
         self.kind = kind
         self.info = dict(info or {})
+        names = tuple(str(x) for x in (condition_names or ()))
+        if len(set(names)) != len(names):
+            raise ValueError(f"condition names repeat: {names}")
+        if names:
+            if len(names) >= d:
+                raise ValueError(f"{len(names)} condition dimensions leave no latent dimensions in a {d}-dimensional prior")
+            cm = torch.as_tensor(condition_mean, dtype=torch.float32).reshape(-1)
+            cs = torch.as_tensor(condition_std, dtype=torch.float32).reshape(-1)
+            if cm.shape != (len(names),) or cs.shape != (len(names),):
+                raise ValueError(f"condition_mean and condition_std need one value per condition name {names}")
+            if not (torch.isfinite(cm).all() and torch.isfinite(cs).all() and bool((cs > 0).all())):
+                raise ValueError("condition statistics must be finite, with std > 0")
+        elif condition_mean is not None or condition_std is not None:
+            raise ValueError("condition_mean / condition_std without condition_names")
+        else:
+            cm = cs = None
+        self.condition_names, self.condition_mean, self.condition_std = names, cm, cs
 
     # ------------------------------------------------------------------ shape
     @property
@@ -92,18 +124,77 @@ class GaussianMixturePrior:
 
     @property
     def dim(self) -> int:
-        return int(self.means.shape[1])
+        """Latent dimensions (a joint prior's property coordinates not counted)."""
+        return int(self.means.shape[1]) - len(self.condition_names)
 
     @property
     def covariance(self) -> str:
         return "full" if self.scale_tril is not None else "diag"
 
     def __repr__(self) -> str:
-        return f"GaussianMixturePrior(kind={self.kind!r}, n_components={self.n_components}, dim={self.dim}, covariance={self.covariance!r})"
+        extra = f", conditions={list(self.condition_names)}" if self.condition_names else ""
+        return (f"GaussianMixturePrior(kind={self.kind!r}, n_components={self.n_components}, dim={self.dim}, "
+                f"covariance={self.covariance!r}{extra})")
+
+    def marginal(self) -> GaussianMixturePrior:
+        """The mixture over z alone (itself when it has no property coordinates)."""
+        if not self.condition_names:
+            return self
+        d = self.dim
+        # the leading block of a lower Cholesky factor is the Cholesky factor of the leading block
+        tril = None if self.scale_tril is None else self.scale_tril[:, :d, :d]
+        scales = None if self.scales is None else self.scales[:, :d]
+        return GaussianMixturePrior(self.log_weights, self.means[:, :d], scale_tril=tril, scales=scales,
+                                    kind=self.kind, info=self.info)
+
+    def condition(self, values: Mapping[str, float]) -> GaussianMixturePrior:
+        """The mixture of z given property values ``{name: value}`` (raw units; names not given marginalized).
+
+        Each component is conditioned in closed form and reweighted by the density it gives
+        the values; ``{}`` is the marginal.  A name the prior was not fitted on is a ValueError.
+        """
+        unknown = [k for k in values if k not in self.condition_names]
+        if unknown:
+            raise ValueError(f"this prior was fitted on the properties {list(self.condition_names) or 'none'}, "
+                             f"not on {unknown}")
+        if not values:
+            return self.marginal()
+        d = self.dim
+        obs = [d + self.condition_names.index(k) for k in values]
+        j = [self.condition_names.index(k) for k in values]
+        raw = torch.tensor([float(values[k]) for k in values], dtype=torch.float64)
+        if not bool(torch.isfinite(raw).all()):
+            raise ValueError(f"condition values must be finite numbers, got {dict(values)}")
+        c = (raw - self.condition_mean.double()[j]) / self.condition_std.double()[j]
+        means = self.means.double()
+        mu_a, mu_b = means[:, :d], means[:, obs]
+        if self.scale_tril is None:  # diagonal: z and the properties are independent within a component
+            var_b = self.scales.double()[:, obs] ** 2
+            loglik = -0.5 * (((c - mu_b) ** 2) / var_b + torch.log(2 * math.pi * var_b)).sum(-1)
+            lw = torch.log_softmax(self.log_weights.double() + loglik, 0)
+            return GaussianMixturePrior(lw, self.means[:, :d], scales=self.scales[:, :d], kind=self.kind,
+                                        info=dict(self.info, conditioned_on=",".join(values)))
+        L = self.scale_tril.double()
+        cov = L @ L.transpose(-1, -2)
+        s_ab, s_bb = cov[:, :d][:, :, obs], cov[:, obs][:, :, obs]
+        l_bb = torch.linalg.cholesky(s_bb)
+        diff = (c - mu_b).unsqueeze(-1)  # (K, m, 1)
+        y = torch.linalg.solve_triangular(l_bb, diff, upper=False)  # L_bb^-1 (c - mu_b)
+        loglik = (-0.5 * (y**2).sum((-2, -1)) - torch.log(torch.diagonal(l_bb, dim1=-2, dim2=-1)).sum(-1)
+                  - 0.5 * len(obs) * math.log(2 * math.pi))
+        w = torch.linalg.solve_triangular(l_bb, s_ab.transpose(-1, -2), upper=False)  # L_bb^-1 S_ba  (K, m, d)
+        mean = mu_a + (w.transpose(-1, -2) @ y).squeeze(-1)
+        cond_cov = cov[:, :d, :d] - w.transpose(-1, -2) @ w
+        cond_cov = 0.5 * (cond_cov + cond_cov.transpose(-1, -2)) + 1e-9 * torch.eye(d, dtype=torch.float64)
+        lw = torch.log_softmax(self.log_weights.double() + loglik, 0)
+        return GaussianMixturePrior(lw, mean, scale_tril=torch.linalg.cholesky(cond_cov), kind=self.kind,
+                                    info=dict(self.info, conditioned_on=",".join(values)))
 
     # ------------------------------------------------------------------ use
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` draws, (n, D) float32 on the CPU; reproducible with ``generator``."""
+        """``n`` draws of z, (n, dim) float32 on the CPU; reproducible with ``generator``."""
+        if self.condition_names:
+            return self.marginal().sample(n, generator=generator)
         comp = torch.multinomial(self.log_weights.exp(), n, replacement=True, generator=generator)
         eps = torch.randn(n, self.dim, generator=generator)
         if self.scale_tril is not None:
@@ -113,7 +204,9 @@ class GaussianMixturePrior:
         return self.means[comp] + noise
 
     def log_prob(self, z: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-        """log q(z) for each row of z (N, D) -> (N,), computed in chunks of rows."""
+        """log q(z) for each row of z (N, dim) -> (N,), computed in chunks of rows."""
+        if self.condition_names:
+            return self.marginal().log_prob(z, chunk=chunk)
         z = torch.as_tensor(z, dtype=torch.float32)
         if z.ndim != 2 or z.shape[1] != self.dim:
             raise ValueError(f"z must be (N, {self.dim}), got shape {tuple(z.shape)}")
@@ -151,6 +244,9 @@ class GaussianMixturePrior:
             d["scale_tril"] = self.scale_tril.clone()
         else:
             d["scales"] = self.scales.clone()
+        if self.condition_names:
+            d.update(condition_names=list(self.condition_names), condition_mean=self.condition_mean.clone(),
+                     condition_std=self.condition_std.clone())
         return d
 
     @classmethod
@@ -163,7 +259,16 @@ class GaussianMixturePrior:
         tensors = {k: d[k].float() for k in ("log_weights", "means", "scale_tril", "scales") if k in d}
         if not all(torch.is_tensor(v) for v in tensors.values()):
             raise TypeError("prior parameters must be tensors")
-        return cls(kind=kind, info=d.get("info") or {}, **tensors)
+        names = d.get("condition_names")
+        extra = {}
+        if names is not None:
+            if not isinstance(names, (list, tuple)) or not all(isinstance(x, str) for x in names):
+                raise TypeError(f"condition names of a prior must be a list of strings, got {names!r}")
+            if not (torch.is_tensor(d.get("condition_mean")) and torch.is_tensor(d.get("condition_std"))):
+                raise TypeError("a joint prior needs condition_mean and condition_std tensors")
+            extra = dict(condition_names=list(names), condition_mean=d["condition_mean"].float(),
+                         condition_std=d["condition_std"].float())
+        return cls(kind=kind, info=d.get("info") or {}, **tensors, **extra)
 
 
 # ---------------------------------------------------------------------------- fitting
@@ -177,6 +282,7 @@ def fit_prior(
     seed: int = 0,
     max_iter: int = 200,
     progress: bool = False,
+    conditions: Sequence[str] | str | None = None,
 ) -> GaussianMixturePrior:
     """Fit a :class:`GaussianMixturePrior` to the aggregate posterior of ``smiles``.
 
@@ -184,6 +290,10 @@ def fit_prior(
     (``covariance`` "full" or "diag"); ``kind="aggregate"``: ``n_components`` randomly chosen
     molecules' posteriors as the components.  Molecules the model cannot encode are skipped
     and counted in the log.  Assign the result to ``model.prior`` (saved with the model).
+
+    ``conditions`` (property names of :mod:`molvae.properties`, GMM only): fit the joint of z
+    and those properties, so that ``model.sample(n, condition={...})`` can draw z given them;
+    molecules where RDKit cannot compute one are left out and counted in the log.
     """
     if kind not in PRIOR_KINDS:
         raise ValueError(f"unknown prior kind {kind!r}; use one of {', '.join(PRIOR_KINDS)}")
@@ -191,12 +301,30 @@ def fit_prior(
         raise ValueError("covariance must be 'full' or 'diag'")
     if n_components < 1:
         raise ValueError("n_components must be >= 1")
+    names: tuple[str, ...] = ()
+    if conditions is not None:
+        from molvae.vae.conditions import check_names
+
+        names = check_names(conditions)
+        if kind != "gmm":
+            raise ValueError("a prior with conditions is a GMM (kind='gmm')")
     smiles = list(smiles)
     t0 = time.time()
     mu, logvar = model.posterior(smiles, progress=progress)
     ok = np.isfinite(mu).all(axis=1)
     if (~ok).any():
         logger.warning("fit_prior: %d of %d molecules cannot be encoded and are left out", int((~ok).sum()), len(smiles))
+    props = None
+    if names:
+        from molvae.vae.conditions import property_values
+
+        props = property_values(smiles, names, progress=progress)
+        bad = ok & ~np.isfinite(props).all(axis=1)
+        if bad.any():
+            logger.warning("fit_prior: %d of %d molecules have a property RDKit cannot compute (%s) and are left out",
+                           int(bad.sum()), len(smiles), ", ".join(names))
+        ok &= ~bad
+        props = props[ok]
     mu, std = mu[ok].astype(np.float64), np.exp(0.5 * logvar[ok]).astype(np.float64)
     rng = np.random.default_rng(seed)
     info = {"n_molecules": int(ok.sum()), "seed": int(seed)}
@@ -211,7 +339,15 @@ def fit_prior(
 
         if len(mu) < 2 * n_components:
             raise ValueError(f"a {n_components}-component GMM needs at least {2 * n_components} encodable molecules; got {len(mu)}")
-        z = np.concatenate([mu + std * rng.standard_normal(mu.shape) for _ in range(max(1, draws_per_molecule))])
+        reps = max(1, draws_per_molecule)
+        z = np.concatenate([mu + std * rng.standard_normal(mu.shape) for _ in range(reps)])
+        extra = {}
+        if names:
+            c_mean, c_std = props.mean(axis=0), props.std(axis=0)
+            c_std = np.where(c_std > 1e-6 * np.maximum(np.abs(c_mean), 1.0), c_std, 1.0)
+            z = np.concatenate([z, np.tile((props - c_mean) / c_std, (reps, 1))], axis=1)
+            extra = dict(condition_names=names, condition_mean=torch.as_tensor(c_mean),
+                         condition_std=torch.as_tensor(c_std))
         gmm = GaussianMixture(n_components, covariance_type=covariance, max_iter=max_iter, random_state=seed,
                               reg_covar=1e-4, init_params="k-means++")
         gmm.fit(z)
@@ -219,10 +355,11 @@ def fit_prior(
         if covariance == "full":
             tril = np.linalg.cholesky(gmm.covariances_)
             prior = GaussianMixturePrior(torch.as_tensor(np.log(gmm.weights_)), torch.as_tensor(gmm.means_),
-                                         scale_tril=torch.as_tensor(tril), kind="gmm", info=info)
+                                         scale_tril=torch.as_tensor(tril), kind="gmm", info=info, **extra)
         else:
             prior = GaussianMixturePrior(torch.as_tensor(np.log(gmm.weights_)), torch.as_tensor(gmm.means_),
-                                         scales=torch.as_tensor(np.sqrt(gmm.covariances_)), kind="gmm", info=info)
+                                         scales=torch.as_tensor(np.sqrt(gmm.covariances_)), kind="gmm", info=info,
+                                         **extra)
     prior.info["fit_seconds"] = round(time.time() - t0, 1)
     logger.info("fitted %r on %d molecules in %.1f s", prior, int(ok.sum()), time.time() - t0)
     return prior

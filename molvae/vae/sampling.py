@@ -7,9 +7,13 @@ with a bound on the number of draws so that a model that rarely spells a molecul
 faithfully fails with a clear error instead of looping.  z is drawn from the model's learned
 prior when it has one (``molvae.vae.prior``), else from N(0, I).
 
-Conditional sampling (``condition={"logp": 2.5}``, a model trained with conditions:
-:mod:`molvae.vae.conditions`) draws z from N(0, I) -- the prior q(z|x,c) was trained against --
-and decodes with p(x|z,c); a learned prior (the aggregate posterior) is not used there.
+Conditional sampling (``condition={"logp": 2.5}``): a model trained with conditions
+(:mod:`molvae.vae.conditions`) decodes with p(x|z,c).  z comes from the model's learned prior
+given the condition when that prior was fitted on the joint of z and those properties
+(``fit_prior(..., conditions=[...])``: the posteriors of training molecules with such
+properties, where the decoder was trained), else from N(0, I), the prior q(z|x,c) was
+trained against.  Such a joint prior also lets a model trained *without* conditions sample
+for a property: z given the condition, decoded as usual.
 """
 
 from __future__ import annotations
@@ -43,18 +47,36 @@ class SamplingError(RuntimeError):
     """Sampling cannot deliver what was asked (e.g. too few faithful molecules within the draw bound)."""
 
 
-def resolve_prior(model: MolVAE, prior: str, conditional: bool = False) -> str:
+def _prior_names(model: MolVAE) -> tuple[str, ...]:
+    prior = getattr(model, "prior", None)
+    return tuple(prior.condition_names) if prior is not None else ()
+
+
+def resolve_prior(model: MolVAE, prior: str, conditional: bool = False, names: tuple[str, ...] = ()) -> str:
     """``"learned"`` or ``"standard"`` for ``prior`` in :data:`PRIORS` (``auto``: learned when the model has one).
 
-    ``conditional``: sampling for a property condition, which always uses N(0, I).
+    ``conditional``: sampling for a property condition on ``names``.  The learned prior serves
+    there only when it was fitted on the joint of z and properties: for a conditional model on
+    at least one of ``names``, for a model without conditions on all of them.
     """
     if prior not in PRIORS:
         raise ValueError(f"unknown prior {prior!r}; use one of {', '.join(PRIORS)}")
     if conditional:
-        if prior == "learned":
-            raise ValueError("conditional sampling draws z from N(0, I), the prior q(z|x,c) was trained against; "
-                             "a learned prior is not used with a condition (use prior='standard' or 'auto')")
-        return "standard"
+        have = _prior_names(model)
+        cvae = model.config.n_conditions > 0
+        usable = bool(have) and (set(names) <= set(have) if not cvae else bool(set(names) & set(have)))
+        if prior == "standard" or (prior == "auto" and not usable):
+            if not cvae:
+                raise ValueError(
+                    "this model was trained without conditions and its prior is not fitted on "
+                    f"{list(names)}: it cannot sample for that condition (fit a prior with "
+                    f"molvae.fit_prior(model, smiles, conditions={list(names)}), CLI molvae fit-prior --conditions, "
+                    "or use mv.load_pretrained('moses-conditional'))")
+            return "standard"
+        if not usable:
+            raise ValueError(f"prior='learned' with a condition needs a learned prior fitted on those properties; this "
+                             f"model's prior has {list(have) or 'none'} (fit one with molvae.fit_prior(..., conditions=[...]))")
+        return "learned"
     has = getattr(model, "prior", None) is not None
     if prior == "learned" and not has:
         raise ValueError("this model has no learned prior: fit one with molvae.fit_prior (CLI: molvae fit-prior) or use prior='standard'")
@@ -63,10 +85,16 @@ def resolve_prior(model: MolVAE, prior: str, conditional: bool = False) -> str:
     return prior
 
 
-def draw_latent(model: MolVAE, n: int, prior: str = "auto", generator: torch.Generator | None = None) -> torch.Tensor:
-    """``n`` latent points (n, latent_dim) from the learned prior or N(0, I)."""
-    if resolve_prior(model, prior) == "learned":
-        return model.prior.sample(n, generator=generator)
+def draw_latent(model: MolVAE, n: int, prior: str = "auto", generator: torch.Generator | None = None,
+                condition: Mapping[str, float] | None = None) -> torch.Tensor:
+    """``n`` latent points (n, latent_dim) from the learned prior (given ``condition``, when it has
+    those properties) or N(0, I)."""
+    names = tuple(condition) if condition else ()
+    if resolve_prior(model, prior, conditional=bool(names), names=names) == "learned":
+        dist = model.prior
+        if names:
+            dist = dist.condition({k: float(v) for k, v in condition.items() if k in dist.condition_names})
+        return dist.sample(n, generator=generator)
     return torch.randn(n, model.latent_dim, generator=generator)
 
 
@@ -99,7 +127,11 @@ def sample(
     ``acceptance_rate``, ``prior``.  ``precision``: as in :meth:`decode_z` (``auto``: bf16
     autocast where the device does bf16 natively).  ``condition`` (a conditional model's
     property targets, e.g. ``{"logp": 2.5, "qed": 0.85}``; properties left out are
-    marginalized): z from N(0, I), decoded with p(x|z,c).
+    marginalized): decoded with p(x|z,c) by a conditional model; z from the learned prior
+    given the condition when that prior was fitted with those properties (``prior="auto"``
+    or ``"learned"``), else from N(0, I) (``"standard"``).  A model trained without
+    conditions samples for a condition only through such a prior.  ``df.attrs["prior"]``
+    says which was used.
     """
     if n < 0:
         raise ValueError("n must be >= 0")
@@ -107,13 +139,36 @@ def sample(
 
         if not isinstance(condition, Mapping):
             raise ValueError(f"condition must map property names to targets, e.g. {{'logp': 2.5}}; got {condition!r}")
-        condition_tensor(model, condition, 1)  # unknown names, or an unconditional model: fail before drawing
+        if model.config.n_conditions > 0:
+            condition_tensor(model, condition, 1)  # names the model does not know, non-numbers: fail before drawing
+        for k, v in condition.items():
+            try:
+                float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"condition {k}={v!r} is not a number") from None
         condition = {k: float(v) for k, v in condition.items()}
-    which = resolve_prior(model, prior, conditional=condition is not None)
+    names = tuple(condition) if condition is not None else ()
+    which = resolve_prior(model, prior, conditional=condition is not None, names=names)
+    if condition is not None and model.config.n_conditions == 0:
+        unknown = [k for k in names if k not in _prior_names(model)]
+        if unknown:  # (resolve_prior lets an empty condition through)
+            raise ValueError(f"this model's prior is not fitted on {unknown}")
+    # a conditional model decodes with c; a model without conditions only draws z given it
+    decode_condition = condition if model.config.n_conditions > 0 else None
+    latent_condition = condition if which == "learned" else None
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+    if latent_condition is not None:
+        dist = model.prior.condition({k: v for k, v in condition.items() if k in model.prior.condition_names})
+
+        def draw(m: int) -> torch.Tensor:
+            return dist.sample(m, generator=gen)
+    else:
+
+        def draw(m: int) -> torch.Tensor:
+            return draw_latent(model, m, which, gen)
     if not faithful:
-        df = model.decode_z(draw_latent(model, n, which, gen), method=method, temperature=temperature, seed=seed,
-                            batch_size=batch_size, progress=progress, precision=precision, condition=condition)
+        df = model.decode_z(draw(n), method=method, temperature=temperature, seed=seed,
+                            batch_size=batch_size, progress=progress, precision=precision, condition=decode_condition)
         df.attrs.update(n_drawn=n, acceptance_rate=float(df["faithful"].mean()) if n else float("nan"), prior=which,
                         condition=condition)
         return df
@@ -134,9 +189,9 @@ def sample(
                     "molecule the way it was trained; sample with faithful=False (CLI --no-faithful), raise max_draws, "
                     "or train it longer"
                 )
-            z = draw_latent(model, m, which, gen)
+            z = draw(m)
             df = model.decode_z(z, method=method, temperature=temperature, seed=_round_seed(seed, i),
-                                batch_size=batch_size, progress=False, precision=precision, condition=condition)
+                                batch_size=batch_size, progress=False, precision=precision, condition=decode_condition)
             drawn += m
             n_faithful += int(df["faithful"].sum())
             keep = df[df["faithful"]].head(need)
