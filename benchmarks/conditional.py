@@ -1,7 +1,7 @@
 """Property-conditioned generation: how close do samples land to the property asked for?
 
     python benchmarks/conditional.py [--model moses-conditional] [--baseline moses] [--n 1000] [--threads 2]
-        [--out benchmarks/conditional.csv] [--results]
+        [--joint-prior N [--components 32]] [--out benchmarks/conditional.csv] [--results]
 
 For each target -- logP in {1, 2, 3, 4} and QED in {0.6, 0.75, 0.9} -- ``n`` molecules are
 sampled from the conditional model (``--model``, a shipped name or a checkpoint) conditioned
@@ -16,6 +16,10 @@ against the same targets.  Per target:
   valid molecules absent from MOSES train, ``--train``; :func:`molvae.metrics.novelty`);
 * ``acceptance`` (faithful fraction of decoded strings, :mod:`molvae.vae.sampling`);
 * ``error_ratio`` = baseline median error / conditional median error (> 1: conditioning helps).
+
+``--joint-prior N`` first fits a GMM of z and the properties on N MOSES train molecules
+(``mv.fit_prior(model, smiles, conditions=...)``), so that z is drawn given the target; any
+model can then be benchmarked, an unconditional one included.
 
 Samples are faithful (unfaithful strings redrawn) unless ``--no-faithful``.  Prints a
 markdown table, writes a CSV (``--out``) and, with ``--results``, the "conditional" section
@@ -77,11 +81,21 @@ def errors(df: pd.DataFrame, name: str, target: float) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> pd.DataFrame:
     model = load(args.model, args.device)
-    if model.conditions is None:
-        raise SystemExit(f"{args.model} is not a conditional model (train one with benchmarks/train_conditional.sh)")
-    missing = [p for p in TARGETS if p not in model.conditions.names]
-    if missing:
-        raise SystemExit(f"{args.model} is not conditioned on {missing} (its conditions: {list(model.conditions.names)})")
+    if args.joint_prior:
+        # z given the property from a GMM of (z, properties) over encoded training molecules
+        names = list(model.conditions.names) if model.conditions is not None else list(TARGETS)
+        train = pd.Series(mv.load_dataset("moses", "train")).sample(args.joint_prior, random_state=args.seed).tolist()
+        t0 = time.perf_counter()
+        model.prior = mv.fit_prior(model, train, n_components=args.components, seed=args.seed, conditions=names)
+        print(f"joint prior {model.prior!r} on {args.joint_prior:,} MOSES train molecules in "
+              f"{time.perf_counter() - t0:.0f} s")
+    elif model.conditions is None:
+        raise SystemExit(f"{args.model} is not a conditional model (train one with benchmarks/train_conditional.sh, "
+                         "or give --joint-prior N to sample it through a prior of z and properties)")
+    if model.conditions is not None:
+        missing = [p for p in TARGETS if p not in model.conditions.names]
+        if missing:
+            raise SystemExit(f"{args.model} is not conditioned on {missing} (its conditions: {list(model.conditions.names)})")
     baseline = load(args.baseline, args.device)
     opts = dict(faithful=args.faithful, progress=False)
     t0 = time.perf_counter()
@@ -129,6 +143,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train", default="moses", help="training set for novelty: 'moses' or a SMILES file")
     ap.add_argument("--no-faithful", dest="faithful", action="store_false",
                     help="keep every decoded string (default: unfaithful ones redrawn, as model.sample does)")
+    ap.add_argument("--joint-prior", type=int, default=0, metavar="N",
+                    help="first fit a prior of z and the properties on N MOSES train molecules (mv.fit_prior(..., "
+                         "conditions=...)) and draw z from it given the target; --model may then be unconditional")
+    ap.add_argument("--components", type=int, default=32, help="components of the --joint-prior GMM")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "conditional.csv"))
     ap.add_argument("--results", action="store_true", help="write the 'conditional' section of benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
@@ -139,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     df.to_csv(args.out, index=False)
     table = markdown(df)
     head = (f"Command: `python benchmarks/conditional.py --model {args.model} --baseline {args.baseline} --n {args.n}"
-            f"{'' if args.faithful else ' --no-faithful'}`; {args.n:,} samples per target, seed {args.seed}; "
+            f"{'' if args.faithful else ' --no-faithful'}"
+            f"{f' --joint-prior {args.joint_prior} --components {args.components}' if args.joint_prior else ''}`; {args.n:,} samples per target, seed {args.seed}; "
             f"wall time {wall / 60:.1f} min; hardware: {hardware()}; commit {git_commit()}.")
     print()
     print(head)
