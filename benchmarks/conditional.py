@@ -97,9 +97,11 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         if missing:
             raise SystemExit(f"{args.model} is not conditioned on {missing} (its conditions: {list(model.conditions.names)})")
     baseline = load(args.baseline, args.device)
-    opts = dict(faithful=args.faithful, progress=False)
+    opts = dict(faithful=args.faithful, progress=False, temperature=args.temperature)
     t0 = time.perf_counter()
     base_df = baseline.sample(args.n, seed=args.seed, **opts)
+    if args.guidance is not None:
+        opts["guidance"] = args.guidance
     base_quality = quality(base_df, args.train)
     print(f"baseline {args.baseline}: {args.n:,} samples in {time.perf_counter() - t0:.0f} s")
     rows = []
@@ -147,6 +149,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="first fit a prior of z and the properties on N MOSES train molecules (mv.fit_prior(..., "
                          "conditions=...)) and draw z from it given the target; --model may then be unconditional")
     ap.add_argument("--components", type=int, default=32, help="components of the --joint-prior GMM")
+    ap.add_argument("--guidance", type=float, default=None,
+                    help="classifier-free guidance weight of the conditional model (default: model.sample's)")
+    ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (both models)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "conditional.csv"))
     ap.add_argument("--results", action="store_true", help="write the 'conditional' section of benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
@@ -158,7 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     table = markdown(df)
     head = (f"Command: `python benchmarks/conditional.py --model {args.model} --baseline {args.baseline} --n {args.n}"
             f"{'' if args.faithful else ' --no-faithful'}"
-            f"{f' --joint-prior {args.joint_prior} --components {args.components}' if args.joint_prior else ''}`; {args.n:,} samples per target, seed {args.seed}; "
+            f"{f' --joint-prior {args.joint_prior} --components {args.components}' if args.joint_prior else ''}"
+            f"{f' --guidance {args.guidance:g}' if args.guidance is not None else ''}"
+            f"{f' --temperature {args.temperature:g}' if args.temperature != 1.0 else ''}`; {args.n:,} samples per target, seed {args.seed}; "
             f"wall time {wall / 60:.1f} min; hardware: {hardware()}; commit {git_commit()}.")
     print()
     print(head)

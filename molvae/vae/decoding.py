@@ -8,6 +8,8 @@ and ends every row with ``<eos>``, so every row decodes to a molecule.
 
 from __future__ import annotations
 
+import math
+
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -107,22 +109,34 @@ def generate(
     generator: torch.Generator | None = None,
     max_length: int | None = None,
     condition: torch.Tensor | None = None,
+    guidance: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode token ids from z (B, D).  Returns ids (B, T) with ``<bos>`` and ``<eos>``, and the
-    NLL (B,) of the generated tokens under the model at temperature 1.
+    NLL (B,) of the generated tokens under the model at temperature 1 (given the condition).
 
     ``method``: ``greedy`` or ``sample`` (with ``temperature``).  The first token always
     places an atom and every row ends with ``<eos>``, so every row decodes to a molecule.
     ``condition`` (B, 2k): a conditional model's condition vectors (None: unknown).
+    ``guidance`` w (with a condition): classifier-free guidance (Ho and Salimans 2022), tokens
+    chosen from ``l_c + w * (l_c - l_u)``, the logits given the condition and given nothing
+    (the model was trained with conditions masked at random, so it knows both); w = 0 is plain
+    conditional decoding, larger w follows the condition more closely.  It runs the decoder on
+    both halves, so it costs twice as much.
     """
     if method not in ("greedy", "sample"):
         raise ValueError(f"unknown decoding method {method!r}; use greedy, sample or beam")
     if method == "sample" and temperature <= 0:
         raise ValueError("temperature must be > 0")
+    if not math.isfinite(guidance) or guidance < 0:
+        raise ValueError(f"guidance must be a finite number >= 0, got {guidance}")
     tok = model.tokenizer
     max_length = max_length or tok.max_length
-    z = append_condition(model, z, condition)  # the decoder takes z and c together
-    b = z.shape[0]
+    guided = guidance > 0 and condition is not None
+    z_raw = z
+    z = append_condition(model, z_raw, condition)  # the decoder takes z and c together
+    if guided:  # second half: the same z with the condition unknown (all zeros)
+        z = torch.cat([z, append_condition(model, z_raw, torch.zeros_like(condition))])
+    b = z_raw.shape[0]
     h = model.init_hidden(z)
     current = torch.full((b,), tok.bos_id, dtype=torch.long, device=z.device)
     out = torch.full((b, max_length + 2), tok.pad_id, dtype=torch.long, device=z.device)
@@ -134,18 +148,26 @@ def generate(
     rows = torch.arange(b, device=z.device)
     stepper = _Stepper(model, zin) if _fast_steps(model, zin) else None
     for t in range(max_length + 1):
+        step_in = torch.cat([current, current]) if guided else current
         if stepper is not None:
-            logits, h = stepper(current, h)
+            logits, h = stepper(step_in, h)
         else:
-            logits, h = _step_logits(model, current, zin, h)
+            logits, h = _step_logits(model, step_in, zin, h)
+        if guided:
+            logits, uncond = logits.chunk(2)
+            # banned tokens are -inf in both halves: keep them -inf (not inf - inf = nan)
+            choose = torch.where(torch.isfinite(logits), logits + guidance * (logits - uncond), logits)
+        else:
+            choose = logits
         if t == 0:
             logits = _first_token_only_atoms(model, logits)
+            choose = _first_token_only_atoms(model, choose)
         if t == max_length:  # out of room: end here
             nxt = torch.full((len(rows),), tok.eos_id, dtype=torch.long, device=z.device)
         elif method == "greedy":
-            nxt = logits.argmax(dim=-1)
+            nxt = choose.argmax(dim=-1)
         else:
-            probs = F.softmax(logits / temperature, dim=-1)
+            probs = F.softmax(choose.float() / temperature, dim=-1)
             nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         logp = F.log_softmax(logits, dim=-1).gather(1, nxt.unsqueeze(1)).squeeze(1)
         nll[rows] += -logp.nan_to_num(neginf=0.0)
@@ -154,9 +176,10 @@ def generate(
         if not bool(live.any()):
             break
         if not bool(live.all()):
-            rows, nxt, zin, h = rows[live], nxt[live], zin[live], h[:, live]
+            both = torch.cat([live, live]) if guided else live
+            rows, nxt, zin, h = rows[live], nxt[live], zin[both], h[:, both]
             if stepper is not None:
-                stepper.keep(live)
+                stepper.keep(both)
         current = nxt
     return out, nll
 
@@ -270,12 +293,14 @@ def decode_z(
     progress: bool = False,
     precision: str = "auto",
     condition=None,
+    guidance: float = 0.0,
 ) -> pd.DataFrame:
     """Decode latent points (N, D) -> DataFrame (smiles, selfies, valid, faithful, nll).
 
     ``method``: ``greedy``, ``sample`` (``temperature``, ``seed``) or ``beam`` (``beam_width``;
     nll is NaN).  ``condition`` (conditional models): a mapping ``{name: value or N values}``
     or condition vectors (N, 2k) (:mod:`molvae.vae.conditions`); None or names left out: unknown.
+    ``guidance``: classifier-free guidance weight for a condition (:func:`generate`; not with beam).
 
     ``faithful``: the SELFIES string is the tokenizer's own spelling of its molecule
     (:func:`molvae.tokenizer.is_faithful`), i.e. SELFIES did not repair it.
@@ -288,6 +313,8 @@ def decode_z(
     bf16 = precision == "bf16" or (precision == "auto" and method == "sample" and native_bf16(model.device))
     z = _as_latent(model, z)
     cond = condition_tensor(model, condition, len(z))
+    if guidance and method == "beam":
+        raise ValueError("guidance works with method='greedy' or 'sample', not beam search")
     gen = None
     if seed is not None:
         gen = torch.Generator(device=model.device)
@@ -305,7 +332,8 @@ def decode_z(
                 nll = torch.full((len(zb),), float("nan"))
             else:
                 with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-                    ids, nll = generate(model, zb, method=method, temperature=temperature, generator=gen, condition=cb)
+                    ids, nll = generate(model, zb, method=method, temperature=temperature, generator=gen, condition=cb,
+                                        guidance=guidance)
             started = _start_decoding(model, ids.cpu().numpy())
             if pending is not None:
                 frames.append(_frame(*_finish_decoding(model, *pending[0]), pending[1]))
