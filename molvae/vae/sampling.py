@@ -156,10 +156,6 @@ def sample(
         condition = {k: float(v) for k, v in condition.items()}
     names = tuple(condition) if condition is not None else ()
     which = resolve_prior(model, prior, conditional=condition is not None, names=names)
-    if condition is not None and model.config.n_conditions == 0:
-        unknown = [k for k in names if k not in _prior_names(model)]
-        if unknown:  # (resolve_prior lets an empty condition through)
-            raise ValueError(f"this model's prior is not fitted on {unknown}")
     # a conditional model decodes with c; a model without conditions only draws z given it
     decode_condition = condition if model.config.n_conditions > 0 else None
     if guidance is None:
@@ -167,17 +163,11 @@ def sample(
     if guidance and decode_condition is None:
         raise ValueError("guidance needs a conditional model and a condition (it contrasts the decoder's "
                          "predictions with and without the condition)")
-    latent_condition = condition if which == "learned" else None
+    latent_condition = condition if which == "learned" else None  # z given c from a joint prior
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
-    if latent_condition is not None:
-        dist = model.prior.condition({k: v for k, v in condition.items() if k in model.prior.condition_names})
 
-        def draw(m: int) -> torch.Tensor:
-            return dist.sample(m, generator=gen)
-    else:
-
-        def draw(m: int) -> torch.Tensor:
-            return draw_latent(model, m, which, gen)
+    def draw(m: int) -> torch.Tensor:
+        return draw_latent(model, m, which, gen, condition=latent_condition)
     if not faithful:
         df = model.decode_z(draw(n), method=method, temperature=temperature, seed=seed,
                             batch_size=batch_size, progress=progress, precision=precision, condition=decode_condition,
