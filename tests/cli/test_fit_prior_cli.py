@@ -46,3 +46,21 @@ def test_fit_prior_on_a_random_subset(tiny_run, tmp_path):
     dist = ((model.prior.means.numpy()[:, None, :] - z[None]) ** 2).sum(-1).min(axis=1)
     assert dist.max() < 1e-10
     assert all(v.dtype == torch.float16 for k, v in load_checkpoint(out)["state_dict"].items() if v.is_floating_point())
+
+
+def test_fit_prior_with_conditions_lets_an_unconditional_model_sample_for_a_property(tiny_run, tmp_path):
+    out = tmp_path / "joint.pt"
+    code, stdout, _ = cli(["fit-prior", "--model", str(tiny_run["model"]), "--data", str(tiny_run["data"]),
+                           "--components", "2", "--conditions", "logp,qed", "-o", str(out), "-q"])
+    assert code == 0 and "conditions=['logp', 'qed']" in stdout
+    model = molvae.MolVAE.load(out, device="cpu")
+    assert model.prior.condition_names == ("logp", "qed") and model.prior.dim == model.latent_dim
+    dest = tmp_path / "s.csv"
+    assert cli(["sample", "--model", str(out), "-n", "6", "--seed", "0", "--no-faithful", "--condition", "logp=2",
+                "-o", str(dest), "-q"])[0] == 0
+    assert len(pd.read_csv(dest)) == 6
+    code, _, err = cli(["sample", "--model", str(out), "-n", "2", "--condition", "sa=3", "-q"])
+    assert code == 2 and "not fitted on ['sa']" in err
+    code, _, err = cli(["fit-prior", "--model", str(tiny_run["model"]), "--data", str(tiny_run["data"]),
+                        "--conditions", "logp,colour", "-o", str(out), "-q"])
+    assert code == 2 and "unknown condition properties" in err
