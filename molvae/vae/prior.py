@@ -266,7 +266,9 @@ class GaussianMixturePrior:
                 raise TypeError(f"condition names of a prior must be a list of strings, got {names!r}")
             if not (torch.is_tensor(d.get("condition_mean")) and torch.is_tensor(d.get("condition_std"))):
                 raise TypeError("a joint prior needs condition_mean and condition_std tensors")
-            extra = dict(condition_names=list(names), condition_mean=d["condition_mean"].float(),
+            from molvae.vae.conditions import check_names
+
+            extra = dict(condition_names=list(check_names(list(names))), condition_mean=d["condition_mean"].float(),
                          condition_std=d["condition_std"].float())
         return cls(kind=kind, info=d.get("info") or {}, **tensors, **extra)
 

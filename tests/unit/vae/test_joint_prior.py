@@ -112,6 +112,13 @@ def test_a_joint_prior_survives_save_and_load_with_weights_only(joint, tmp_path)
     a = loaded.sample(40, seed=3, progress=False, condition={"qed": 0.9})
     b = joint.sample(40, seed=3, progress=False, condition={"qed": 0.9})
     assert a.smiles.tolist() == b.smiles.tolist()
+    # a foreign or damaged entry is refused with a clear error
+    for damage in ({"condition_names": ["logp", "colour"]}, {"condition_mean": [0.0, 1.0]},
+                   {"condition_std": torch.tensor([1.0, -1.0])}):
+        bad = dict(raw, prior={**raw["prior"], **damage})
+        torch.save(bad, tmp_path / "bad.pt")
+        with pytest.raises(Exception, match="learned prior is damaged"):
+            MolVAE.load(tmp_path / "bad.pt", device="cpu")
 
 
 def test_fit_prior_with_conditions_counts_molecules_rdkit_cannot_score(monkeypatch, caplog):
