@@ -5,7 +5,8 @@ the spread of the latent means) around the latent mean of the center molecule; c
 perturb a random subset of coordinates, ``global_fraction`` of them are prior draws,
 ``mutation_fraction`` are SELFIES edits of the center and of the 10 best molecules and
 ``crossover_fraction`` are graph crossovers of the ``population`` best molecules
-(:mod:`molvae.optimization.crossover`).  The unseen feasible ones are ranked by
+(:mod:`molvae.optimization.crossover`; children of at most ``crossover_max_atoms`` heavy
+atoms, default two thirds of the model's token limit).  The unseen feasible ones are ranked by
 Thompson-like draws from a surrogate.  With ``finetune_every`` (oracle calls), the decoder of
 a copy of the model is fine-tuned on the best molecules that often
 (:mod:`molvae.optimization.finetune`).  The box doubles
@@ -57,6 +58,7 @@ class TrustRegion(Strategy):
         mutation_fraction: float = 0.25,
         crossover_fraction: float = 0.25,
         population: int = 50,
+        crossover_max_atoms: int | None = None,
         finetune_every: int | None = None,
         finetune_steps: int = 50,
         finetune_top: int = 256,
@@ -77,7 +79,11 @@ class TrustRegion(Strategy):
         self.crossover_fraction = float(crossover_fraction)
         self.population = int(population)
         self.mutator = SelfiesMutator(run.model.tokenizer, rng) if mutation_fraction > 0 else None
-        max_atoms = run.constraints.max_heavy_atoms or 2 * run.model.tokenizer.max_length // 3
+        # children beyond about 2/3 of the token limit rarely encode; a run's max_heavy_atoms wins
+        if crossover_max_atoms is not None and int(crossover_max_atoms) < 1:
+            raise ValueError(f"crossover_max_atoms must be >= 1, got {crossover_max_atoms}")
+        max_atoms = (run.constraints.max_heavy_atoms or crossover_max_atoms
+                     or 2 * run.model.tokenizer.max_length // 3)
         self.crosser = GraphCrossover(rng, max_heavy_atoms=max_atoms) if crossover_fraction > 0 else None
         self.tuner = None
         if finetune_every:

@@ -114,3 +114,16 @@ def test_trust_region_with_crossover_and_fine_tuning_spends_the_budget_exactly(s
     assert all(search_model.state_dict()[k].equal(v) for k, v in w0.items())  # the user's model is left alone
     with pytest.raises(ValueError, match="crossover_fraction"):
         mv.optimize(search_model, "qed", budget=10, progress=False, crossover_fraction=0.9, mutation_fraction=0.3)
+
+
+def test_crossover_children_respect_crossover_max_atoms(search_model):
+    import molvae as mv
+
+    res = mv.optimize(search_model, "qed", budget=120, seed=1, progress=False, crossover_fraction=0.5,
+                      crossover_max_atoms=18)
+    kids = res.history[res.history.source == "crossover"].smiles.tolist()
+    assert kids, "no crossover child was proposed"
+    atoms = mv.properties.compute(kids, ["heavy_atoms"])["heavy_atoms"]
+    assert atoms.max() <= 18
+    with pytest.raises(ValueError, match="crossover_max_atoms"):
+        mv.optimize(search_model, "qed", budget=10, progress=False, crossover_max_atoms=0)
