@@ -338,13 +338,11 @@ def run_budget(starts: pd.DataFrame, args, budget: int, kwargs: dict, result: Pa
         partial.add(rows, time.perf_counter() - t0)
         _report(n_before + k + 1, n_all, rows[-1], t0)
 
-    if not tasks:
-        pass
-    elif args.workers <= 1:
+    if tasks and args.workers <= 1:
         _init_worker(args.threads)
         for k, task in enumerate(tasks):
             got(k, run_one(task))
-    else:
+    elif tasks:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_init_worker,
                                  initargs=(args.threads,)) as pool:

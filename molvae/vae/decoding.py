@@ -167,7 +167,7 @@ def generate(
         elif method == "greedy":
             nxt = choose.argmax(dim=-1)
         else:
-            probs = F.softmax(choose.float() / temperature, dim=-1)
+            probs = F.softmax(choose / temperature, dim=-1)
             nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         logp = F.log_softmax(logits, dim=-1).gather(1, nxt.unsqueeze(1)).squeeze(1)
         nll[rows] += -logp.nan_to_num(neginf=0.0)

@@ -148,12 +148,13 @@ def sample(
             raise ValueError(f"condition must map property names to targets, e.g. {{'logp': 2.5}}; got {condition!r}")
         if model.config.n_conditions > 0:
             condition_tensor(model, condition, 1)  # names the model does not know, non-numbers: fail before drawing
+        values = {}
         for k, v in condition.items():
             try:
-                float(v)
+                values[k] = float(v)
             except (TypeError, ValueError):
                 raise ValueError(f"condition {k}={v!r} is not a number") from None
-        condition = {k: float(v) for k, v in condition.items()}
+        condition = values
     names = tuple(condition) if condition is not None else ()
     which = resolve_prior(model, prior, conditional=condition is not None, names=names)
     # a conditional model decodes with c; a model without conditions only draws z given it
