@@ -111,6 +111,10 @@ class TrustRegion(Strategy):
         self.used_centers: list[str] = []
         self.restarts = 0
         self.widened = 0
+        # ties in utility (a flat objective such as a SMARTS gate scores most molecules 0) are
+        # broken at random each round, from a stream of their own so that runs without ties are
+        # unchanged: otherwise the same first-scored molecules would stay "best" for a whole run
+        self.tie_rng = np.random.default_rng([int(seed), 7919])
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"restarts": self.restarts, "widened": self.widened, "final_length": self.length}
@@ -125,7 +129,7 @@ class TrustRegion(Strategy):
         if not ok.any():
             self.center = None
             return
-        order = [i for i in np.argsort(-np.where(ok, u, -np.inf)) if ok[i]]
+        order = [i for i in self._order(np.where(ok, u, -np.inf)) if ok[i]]
         if restart:
             fresh = [i for i in order[:20] if smiles[i] not in self.used_centers]
             pool = fresh or order[:20]
@@ -135,11 +139,15 @@ class TrustRegion(Strategy):
         self.center, self.center_u = smiles[i], float(u[i])
         self.used_centers.append(self.center)
 
+    def _order(self, u: np.ndarray) -> np.ndarray:
+        """Indices by decreasing utility, equal utilities in random order."""
+        return np.lexsort((self.tie_rng.random(len(u)), -u))
+
     def _best(self, u: np.ndarray, k: int) -> list[str]:
-        """The ``k`` scored molecules of highest finite utility, best first."""
+        """The ``k`` scored molecules of highest finite utility, best first (ties at random)."""
         smiles = self.run.data.arrays()[0]
         ok = np.flatnonzero(np.isfinite(u))
-        return [smiles[i] for i in ok[np.argsort(-u[ok])][:k]]
+        return [smiles[i] for i in ok[self._order(u[ok])][:k]]
 
     def _mutants(self, n: int, u: np.ndarray) -> list[Candidate]:
         """SELFIES edits of the center (half) and of the 10 best molecules (the rest)."""

@@ -127,3 +127,33 @@ def test_crossover_children_respect_crossover_max_atoms(search_model):
     assert atoms.max() <= 18
     with pytest.raises(ValueError, match="crossover_max_atoms"):
         mv.optimize(search_model, "qed", budget=10, progress=False, crossover_max_atoms=0)
+
+
+def test_flat_objective_rotates_the_crossover_population(search_model, monkeypatch):
+    """A SMARTS-gated objective scores nearly everything 0: the "best 50" must not stay the first
+    50 molecules scored, or crossover keeps recombining the same parents for the whole run."""
+    import molvae as mv
+
+    parents: set[str] = set()
+    children = GraphCrossover.children
+
+    def spy(self, pairs, exclude=None):
+        parents.update(p for pair in pairs for p in pair)
+        return children(self, pairs, exclude=exclude)
+
+    monkeypatch.setattr(GraphCrossover, "children", spy)
+    res = mv.optimize(search_model, lambda smiles: [0.0] * len(smiles), budget=300, seed=0, progress=False, population=20)
+    assert len(res.history) >= 250
+    assert len(parents) > 60, f"crossover drew its parents from only {len(parents)} of {len(res.history)} molecules"
+
+
+def test_trust_region_order_breaks_only_ties():
+    from molvae.optimization.strategies.trust_region import TrustRegion
+
+    tr = TrustRegion.__new__(TrustRegion)
+    tr.tie_rng = np.random.default_rng(0)
+    u = np.array([0.3, 0.1, 0.9, 0.5])
+    assert tr._order(u).tolist() == np.argsort(-u).tolist() == [2, 3, 0, 1]
+    flat = np.r_[1.0, np.zeros(30)]
+    orders = {tuple(tr._order(flat)) for _ in range(5)}
+    assert len(orders) == 5 and all(o[0] == 0 for o in orders)
