@@ -78,6 +78,15 @@ def smiles_to_tokens(smiles: object, standardize_input: bool = True) -> list[str
     tokens = list(sf.split_selfies(selfies))
     if not tokens:
         raise TokenizationError(smiles, "empty SELFIES")
+    # SELFIES kekulizes on the way in; for a few exotic aromatic systems (charged aromatic
+    # carbons, for one) its Kekule structure decodes to another molecule.  Such a molecule
+    # cannot be represented, so it is refused rather than silently replaced.
+    try:
+        back = canonical(sf.decoder(selfies))
+    except Exception:  # selfies' decoder, like its encoder, raises plain errors on exotic input
+        back = None
+    if back != smi:
+        raise TokenizationError(smiles, f"SELFIES does not round-trip this molecule (decodes to {back})")
     return tokens
 
 

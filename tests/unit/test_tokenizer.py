@@ -372,6 +372,21 @@ def test_encode_one_raises_with_smiles_and_reason(moses_tok, smiles, reason):
     assert reason in str(info.value)
 
 
+def test_a_molecule_selfies_cannot_round_trip_is_refused_with_the_molecule_it_would_become(moses_tok):
+    # a naphthalene dianion with charged aromatic carbons (found by the hostile-input tests):
+    # SELFIES' Kekule structure of it decodes to a non-aromatic isomer
+    smiles = "[CH-2]NC(=O)c1ccc(NC(=O)NCCOc2[c-]ccc3c[c-]ccc23)cc1"
+    with pytest.raises(TokenizationError) as info:
+        smiles_to_tokens(smiles)
+    assert info.value.reason.startswith("SELFIES does not round-trip this molecule (decodes to ")
+    assert canonical(info.value.reason.split("decodes to ")[1].rstrip(")")) != canonical(smiles)
+    batch = moses_tok.encode([smiles, "CCO"])
+    assert list(batch.index) == [1]
+    assert batch.failures["reason"].iloc[0].startswith("SELFIES does not round-trip")
+    # an ordinary charged aromatic ring still round-trips
+    assert smiles_to_tokens("C[n+]1ccccc1")
+
+
 def test_encode_one_too_long(moses_tok):
     smi = "C" * (moses_tok.max_length + 1)
     with pytest.raises(TokenizationError) as info:
