@@ -102,7 +102,7 @@ CSV_COLUMNS = [
     "index", "start", "start_score", "file_score", "start_encodable", "search_start", "search_start_how",
     "run_delta", "delta", "best", "best_score", "similarity", "improvement", "success", "best_is_search_start",
     "best_excl_search_start", "improvement_excl_search_start", "success_excl_search_start",
-    "calls", "wall_s", "strategy", "budget", "seed", "objective",
+    "calls", "wall_s", "strategy", "budget", "batch_size", "seed", "objective",
 ]
 
 
@@ -265,7 +265,8 @@ def run_one(task: dict) -> list[dict]:
                 "improvement_excl_search_start": improvement(alt, start_score),
                 "success_excl_search_start": alt["success"],
                 "calls": res.n_oracle_calls, "wall_s": round(wall, 2), "strategy": task["strategy"],
-                "budget": task["budget"], "seed": task["seed"], "objective": objective,
+                "budget": task["budget"], "batch_size": res.stats["batch_size"], "seed": task["seed"],
+                "objective": objective,
             })
     return rows
 
@@ -289,7 +290,7 @@ class Partial:
 
     A run of all 800 starts at 200 calls takes about an hour on 2 cores; ``--resume`` picks an
     interrupted one up where it stopped.  ``<result>.partial.json`` holds the settings that
-    must match (deltas, ``--opt``, one run per delta) and the wall time spent so far.
+    must match (deltas, ``--opt``, one run per delta, the batch size) and the wall time spent so far.
     """
 
     def __init__(self, result: Path, settings: dict, resume: bool) -> None:
@@ -321,7 +322,11 @@ class Partial:
 
 
 def run_budget(starts: pd.DataFrame, args, budget: int, kwargs: dict, result: Path) -> tuple[pd.DataFrame, float]:
-    settings = {"deltas": sorted(args.delta), "opt": list(args.opt), "one_run_per_delta": bool(args.one_run_per_delta)}
+    from molvae.optimization.run import default_batch_size
+
+    # the batch size as resolved, so that a resume under another default of optimize() is refused
+    settings = {"deltas": sorted(args.delta), "opt": list(args.opt), "one_run_per_delta": bool(args.one_run_per_delta),
+                "batch_size": int(kwargs.get("batch_size") or default_batch_size(budget, args.strategy))}
     partial = Partial(result, settings, args.resume)
     tasks = [
         {"index": int(i), "start": s, "file_score": float(v), "objective": args.objective, "deltas": args.delta,
@@ -378,6 +383,11 @@ def _code_state() -> str:
     return "molvae with uncommitted changes in the working tree" if dirty else "molvae as committed"
 
 
+def _batch_sizes(df: pd.DataFrame) -> str:
+    sizes = sorted({int(b) for b in df["batch_size"].dropna()}) if "batch_size" in df else []
+    return "/".join(map(str, sizes)) or "not recorded"
+
+
 def _fmt(x: float, digits: int = 2) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -395,7 +405,8 @@ def results_table(frames: dict[int, tuple[pd.DataFrame, float]], args, command: 
         f"{' ' + str(_parse_kwargs(args.opt)) if args.opt else ''}; seed {args.seed}; hardware: {hardware()}; "
         f"commit {git_commit()} ({_code_state()}); wall time "
         + ", ".join(f"{wall:,.0f} s (budget {b})" for b, (_, wall) in frames.items())
-        + f", {args.workers} worker(s).",
+        + f", {args.workers} worker(s); batch size "
+        + ", ".join(f"{_batch_sizes(df)} (budget {b})" for b, (df, _) in frames.items()) + ".",
         "",
         f"Starts: {'all' if n == 800 else f'the first {n} of the'} 800 in `data/zinc/opt.test.logP-SA`. "
         + (f"Property of the start, ours vs the file: max |difference| {file_diff.max():.2g} "

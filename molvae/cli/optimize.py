@@ -90,7 +90,8 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     s.add_argument("--finetune-every", type=int, metavar="CALLS",
                    help="fine-tune a copy of the decoder on the best molecules every CALLS oracle calls "
                         "(trust_region; 0 turns it off)")
-    s.add_argument("--batch-size", type=int, default=32, help="molecules scored per round")
+    s.add_argument("--batch-size", type=int, default=None,
+                   help="molecules scored per round (default: 32; fewer for the trust region below 384 calls)")
     s.add_argument("--storage", help="Optuna storage: sqlite:///study.db, postgresql://..., journal:///path.log")
     s.add_argument("--study", help="study name in --storage (default molvae-optimize)")
     s.add_argument("--stale-after", type=float, help="seconds after which a silent worker's reservations are freed "

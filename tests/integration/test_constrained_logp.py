@@ -146,6 +146,7 @@ def test_script_end_to_end_on_three_starts(tmp_path):
     np.testing.assert_allclose(df["start_score"], df["file_score"], atol=1e-6)
     assert (df["calls"] <= budget).all() and (df["calls"] >= 1).all()
     assert (df["run_delta"] == 0.4).all()  # one run per start, delta 0.6 read from its history
+    assert (df["batch_size"] == 4).all()  # optimize's default for a budget this small
 
     ok = df[df["success"]]
     for _, row in ok.iterrows():
@@ -193,11 +194,16 @@ def test_an_interrupted_run_resumes_from_its_partial_file_and_refuses_other_sett
 def test_run_budget_runs_only_the_starts_not_yet_done(tmp_path):
     starts = mv.data.load_opt_logp().iloc[:2]
     result = tmp_path / "results-logp_sa-trust_region-b50-s0-n2.csv"
-    settings = {"deltas": [0.4, 0.6], "opt": [], "one_run_per_delta": False}
-    part = cl.Partial(result, settings, resume=False)
-    part.add([_row(int(i), d, 1.0) for i in starts.index for d in (0.4, 0.6)], wall=7.0)
     args = type("Args", (), dict(delta=[0.4, 0.6], opt=[], one_run_per_delta=False, resume=True, objective="logp_sa",
                                  seed=0, strategy="trust_region", workers=1, threads=1))()
+    # a partial run under another batch size (an older default of optimize) is not resumed
+    old = {"deltas": [0.4, 0.6], "opt": [], "one_run_per_delta": False, "batch_size": 32}
+    cl.Partial(result, old, resume=False).add([_row(int(starts.index[0]), 0.4, 1.0)], wall=1.0)
+    with pytest.raises(SystemExit, match="other settings"):
+        cl.run_budget(starts, args, 50, {}, result)
+    settings = {**old, "batch_size": 4}  # what optimize() picks for 50 calls
+    part = cl.Partial(result, settings, resume=False)
+    part.add([_row(int(i), d, 1.0) for i in starts.index for d in (0.4, 0.6)], wall=7.0)
     df, wall = cl.run_budget(starts, args, 50, {}, result)  # nothing left to run: no model is loaded
     assert len(df) == 4 and list(df["index"]) == [0, 0, 1, 1] and wall >= 7.0
     assert result.exists() and not result.with_suffix(".partial.csv").exists()
