@@ -384,8 +384,7 @@ def _code_state() -> str:
 
 
 def _batch_sizes(df: pd.DataFrame) -> str:
-    sizes = sorted({int(b) for b in df["batch_size"].dropna()}) if "batch_size" in df else []
-    return "/".join(map(str, sizes)) or "not recorded"
+    return "/".join(str(b) for b in sorted(df["batch_size"].astype(int).unique()))
 
 
 def _fmt(x: float, digits: int = 2) -> str:
