@@ -2,8 +2,12 @@
 
 CMA-ES, NSGA-II and random search are told the score of the molecule each asked point
 decodes to; TPE and GP (surrogates) are given the scored molecules at their re-encoded means
-instead, and a penalty at asked points that decode to molecules already known.  Infeasible
-molecules are told a value worse than any seen.  The sampler's study lives in memory in each
+instead, and a penalty at asked points that decode to molecules already known.  Once a
+surrogate sampler concentrates, most of its points decode to known molecules: a round that
+finds fewer than a quarter of its points new decodes noisy copies of them as well (noise of
+``jitter`` prior sigmas, doubled each such round in a row up to 2, reset by a round that finds
+enough), so the search goes on instead of asking again and again (each ask slows as the study
+grows).  Infeasible molecules are told a value worse than any seen.  The sampler's study lives in memory in each
 process (only the ledger is shared).
 """
 
@@ -42,6 +46,7 @@ class OptunaStrategy(Strategy):
         n_ask: int | None = None,
         sampler_kwargs: Mapping[str, Any] | None = None,
         bound: float = 3.0,
+        jitter: float = 0.25,
     ) -> None:
         super().__init__(run, rng, seed)
         multi = run.k > 1
@@ -64,11 +69,27 @@ class OptunaStrategy(Strategy):
         self.n_ask = int(n_ask)
         self.sampler_kwargs = dict(sampler_kwargs or {})
         self.bound = float(bound)
+        if not jitter > 0:
+            raise ValueError(f"jitter must be > 0, got {jitter}")
+        self.jitter_init = float(jitter)
+        self.jitter = 0.0  # the noise of the latest widened round (0: none)
+        self.widened = 0
         self.dists = {f"z_{i}": FloatDistribution(-self.bound, self.bound) for i in range(run.D)}
         # surrogate samplers learn from (re-encoded mean, score); evolutionary ones from (asked point, score)
         self.reencoded = sampler in ("tpe", "gp")
         self.study: optuna.Study | None = None
         self.added: set[str] = set()
+
+    def stats(self) -> dict[str, Any]:
+        return {"widened": self.widened, "trials": len(self.study.trials) if self.study is not None else 0}
+
+    def _widen(self, Z: np.ndarray, want: int) -> list[dict]:
+        """Score up to ``want`` new molecules decoded from noisy copies of the asked points ``Z``."""
+        run = self.run
+        self.jitter = min(2.0 * self.jitter, 2.0) if self.jitter else self.jitter_init
+        self.widened += 1
+        Zj = np.clip(Z + self.rng.normal(0.0, self.jitter, Z.shape), -self.bound, self.bound).astype(np.float32)
+        return run.evaluate(run.screen(Zj, self.name)[:want])
 
     def _make_sampler(self, x0: dict | None):
         kw = dict(self.sampler_kwargs)
@@ -177,5 +198,10 @@ class OptunaStrategy(Strategy):
                     continue
                 study.tell(t, vals if run.k > 1 else vals[0])
             if self.reencoded:
+                want = min(n, run.remaining())
+                if len(new) < max(1, n // 4) and want > len(new):
+                    new += self._widen(Z, want - len(new))
+                else:
+                    self.jitter = 0.0
                 self._add_reencoded()
         return len(new)

@@ -185,14 +185,30 @@ class TrustRegion(Strategy):
 
     def _without_center(self, u: np.ndarray) -> int:
         """No encodable feasible molecule to center a box on (nothing scored yet, or only start
-        molecules outside the model's vocabulary): prior draws, and edits of the molecules scored so far."""
+        molecules the model cannot encode: out of its vocabulary or too long).  With molecules
+        scored, the round is SELFIES edits and graph crossovers of them (a search in molecule
+        space, ranked by the surrogate) beside ``global_fraction`` prior draws: prior draws
+        rarely satisfy a similarity constraint to such a start.  Before anything is scored: prior draws."""
         run = self.run
-        n_mut = int(round(self.mutation_fraction * self.n_candidates)) if self.mutator and run.data.smiles else 0
-        Z = self.rng.standard_normal((self.n_candidates - n_mut, run.D)).astype(np.float32)
+        n_edit = 0
+        if run.data.smiles and (self.mutator or self.crosser):
+            n_edit = self.n_candidates - int(round(self.global_fraction * self.n_candidates))
+        n_cross = 0
+        if n_edit and self.crosser and (np.isfinite(u).sum() >= 2 or not self.mutator):
+            share = self.crossover_fraction / (self.crossover_fraction + self.mutation_fraction)
+            n_cross = int(round(share * n_edit))
+        n_mut = n_edit - n_cross
+        Z = self.rng.standard_normal((self.n_candidates - n_edit, run.D)).astype(np.float32)
         cands = run.screen(Z, "prior")
+        n_new = run.last_n_new
         if n_mut:
             cands += self._mutants(n_mut, u)
-        return len(self._rank_and_evaluate(cands, self.surrogate if n_mut else None, u))
+            n_new += self.mutator.last_n_new
+        if n_cross:
+            cands += self._children(n_cross, u)
+            n_new += self.crosser.last_n_new
+        run.last_n_new = n_new
+        return len(self._rank_and_evaluate(cands, self.surrogate if n_edit else None, u))
 
     def step(self) -> int:
         run = self.run
