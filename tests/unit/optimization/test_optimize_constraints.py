@@ -28,6 +28,8 @@ def test_bad_arguments(search_model):
         optimize(model, "qed", budget=5, strategy="magic", progress=False)
     with pytest.raises(TypeError, match="trust_region"):
         optimize(model, "qed", budget=5, no_such_option=1, progress=False)
+    with pytest.raises(ValueError, match="jitter must be > 0"):
+        optimize(model, "qed", budget=5, strategy="optuna", sampler="tpe", jitter=0, progress=False)
     with pytest.raises(ValueError, match="novel"):
         optimize(model, "qed", budget=5, novel=True, progress=False)
     with pytest.raises(ValueError, match="budget"):
