@@ -12,7 +12,9 @@ a copy of the model is fine-tuned on the best molecules that often
 (:mod:`molvae.optimization.finetune`).  The box doubles
 after ``success_tolerance`` successful rounds, halves after ``failure_tolerance`` failed
 ones, restarts around another good molecule below ``length_min``, and is widened instead of
-counted as a failure when it decodes to fewer than ``batch_size`` unseen molecules.
+counted as a failure when it decodes to fewer than ``batch_size`` unseen molecules.  Until a
+scored molecule can be encoded (start molecules outside the model's vocabulary or too long),
+there is no box: rounds are edits and crossovers of the scored molecules and a few prior draws.
 """
 
 from __future__ import annotations
