@@ -91,7 +91,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
                    help="fine-tune a copy of the decoder on the best molecules every CALLS oracle calls "
                         "(trust_region; 0 turns it off)")
     s.add_argument("--batch-size", type=int, default=None,
-                   help="molecules scored per round (default: 32; fewer for the trust region below 384 calls)")
+                   help="molecules scored per round (default: 32; for the trust region budget // 24, at least 2)")
     s.add_argument("--storage", help="Optuna storage: sqlite:///study.db, postgresql://..., journal:///path.log")
     s.add_argument("--study", help="study name in --storage (default molvae-optimize)")
     s.add_argument("--stale-after", type=float, help="seconds after which a silent worker's reservations are freed "

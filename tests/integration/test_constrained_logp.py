@@ -146,7 +146,7 @@ def test_script_end_to_end_on_three_starts(tmp_path):
     np.testing.assert_allclose(df["start_score"], df["file_score"], atol=1e-6)
     assert (df["calls"] <= budget).all() and (df["calls"] >= 1).all()
     assert (df["run_delta"] == 0.4).all()  # one run per start, delta 0.6 read from its history
-    assert (df["batch_size"] == 4).all()  # optimize's default for a budget this small
+    assert (df["batch_size"] == 2).all()  # optimize's default for a budget this small
 
     ok = df[df["success"]]
     for _, row in ok.iterrows():

@@ -47,7 +47,7 @@ class TrustRegion(Strategy):
         run: Run,
         rng: np.random.Generator,
         seed: int,
-        n_candidates: int = 512,
+        n_candidates: int | None = None,
         surrogate: str | None = "tanimoto",
         length_init: float = 1.0,
         length_min: float = 0.1,
@@ -98,7 +98,11 @@ class TrustRegion(Strategy):
         check_surrogate(surrogate)
         if not 0 < length_min <= length_init <= length_max:
             raise ValueError("need 0 < length_min <= length_init <= length_max")
-        self.n_candidates = int(n_candidates)
+        # candidates ranked a round: 512, or 256 for rounds of 1-2 molecules (the same ranking
+        # at batch 2 for half the decoding: measured on the constrained penalized logP starts)
+        self.n_candidates = int(n_candidates) if n_candidates is not None else (256 if self.q <= 2 else 512)
+        if self.n_candidates < 1:
+            raise ValueError(f"n_candidates must be >= 1, got {n_candidates}")
         self.surrogate = surrogate
         self.length_init, self.length_min, self.length_max = float(length_init), float(length_min), float(length_max)
         self.length = self.length_init

@@ -23,7 +23,7 @@ def test_the_public_entry_point_is_this_optimizer():
 def test_default_batch_size_shrinks_only_for_small_trust_region_budgets():
     from molvae.optimization.run import default_batch_size
 
-    assert [default_batch_size(b) for b in (10, 50, 100, 200, 384, 10_000)] == [4, 4, 8, 16, 32, 32]
+    assert [default_batch_size(b) for b in (10, 50, 100, 200, 384, 768, 10_000)] == [2, 2, 4, 8, 16, 32, 32]
     assert default_batch_size(50, "optuna") == default_batch_size(50, "gradient") == 32
 
 
@@ -58,8 +58,8 @@ def test_mutations_find_close_analogues_under_a_tight_similarity_constraint(sear
     assert (similarity(found["smiles"].tolist(), ref) >= 0.6).all()
     assert "mutation" in set(found["source"])
     assert res.best_score > float(compute([ref], ["qed"])["qed"].iloc[0])
-    # a small budget gets small rounds by default: 60 calls in batches of 5, not 2 rounds of 32
-    assert res.stats["batch_size"] == 5 and res.stats["rounds"] >= 10
+    # a small budget gets small rounds by default: 60 calls in batches of 2, not 2 rounds of 32
+    assert res.stats["batch_size"] == 2 and res.stats["rounds"] >= 25
 
 
 def test_a_start_outside_the_vocabulary_is_still_searched_by_edits(search_model):
