@@ -123,7 +123,8 @@ class TrustRegion(Strategy):
         self.tie_rng = np.random.default_rng([int(seed), 7919])
 
     def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"restarts": self.restarts, "widened": self.widened, "final_length": self.length}
+        out: dict[str, Any] = {"restarts": self.restarts, "widened": self.widened, "final_length": self.length,
+                               "n_candidates": self.n_candidates}
         if self.tuner is not None:
             out.update(finetune_updates=self.tuner.n_updates, finetune_s=round(self.tuner.seconds, 2),
                        finetune_nll=[(round(a, 3), round(b, 3)) for a, b in self.tuner.losses])

@@ -27,6 +27,14 @@ def test_default_batch_size_shrinks_only_for_small_trust_region_budgets():
     assert default_batch_size(50, "optuna") == default_batch_size(50, "gradient") == 32
 
 
+@pytest.mark.parametrize("batch_size, n_candidates", [(None, 256), (2, 256), (3, 512)])
+def test_rounds_of_two_rank_fewer_candidates(search_model, batch_size, n_candidates):
+    res = optimize(search_model, "qed", budget=12, seed=0, batch_size=batch_size, progress=False)
+    assert res.n_oracle_calls == 12
+    assert res.stats["n_candidates"] == n_candidates
+    assert res.stats["batch_size"] == (batch_size or 2)
+
+
 def test_default_strategy_improves_qed(search_model):
     start_best = float(np.max(compute(LOW_QED_STARTS, ["qed"])["qed"]))
     res = optimize(search_model, "qed", budget=150, seed=0, start=LOW_QED_STARTS, progress=False)
