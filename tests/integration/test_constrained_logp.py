@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import molvae as mv
+from molvae.optimization.run import default_batch_size
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "constrained_logp.py"
@@ -201,7 +202,7 @@ def test_run_budget_runs_only_the_starts_not_yet_done(tmp_path):
     cl.Partial(result, old, resume=False).add([_row(int(starts.index[0]), 0.4, 1.0)], wall=1.0)
     with pytest.raises(SystemExit, match="other settings"):
         cl.run_budget(starts, args, 50, {}, result)
-    settings = {**old, "batch_size": 4}  # what optimize() picks for 50 calls
+    settings = {**old, "batch_size": default_batch_size(50)}  # what optimize() picks for 50 calls
     part = cl.Partial(result, settings, resume=False)
     part.add([_row(int(i), d, 1.0) for i in starts.index for d in (0.4, 0.6)], wall=7.0)
     df, wall = cl.run_budget(starts, args, 50, {}, result)  # nothing left to run: no model is loaded
