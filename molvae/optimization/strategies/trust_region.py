@@ -181,6 +181,21 @@ class TrustRegion(Strategy):
         out = self.crosser.children(pairs, exclude=run.known)
         return run.check([Candidate(s, source="crossover") for s in out])
 
+    def _pool(self, Z: np.ndarray, source: str, n_mut: int, n_cross: int, u: np.ndarray) -> list[Candidate]:
+        """A round's candidates: the molecules decoded from ``Z``, ``n_mut`` edits and ``n_cross``
+        crossovers; ``run.last_n_new`` counts the new molecules of all three."""
+        run = self.run
+        cands = run.screen(Z, source)
+        n_new = run.last_n_new
+        if n_mut:
+            cands += self._mutants(n_mut, u)
+            n_new += self.mutator.last_n_new
+        if n_cross:
+            cands += self._children(n_cross, u)
+            n_new += self.crosser.last_n_new
+        run.last_n_new = n_new
+        return cands
+
     def _scales(self) -> np.ndarray:
         _, Z, _, _ = self.run.data.arrays()
         Z = Z[np.isfinite(Z).all(1)]
@@ -206,15 +221,7 @@ class TrustRegion(Strategy):
             n_cross = int(round(share * n_edit))
         n_mut = n_edit - n_cross
         Z = self.rng.standard_normal((self.n_candidates - n_edit, run.D)).astype(np.float32)
-        cands = run.screen(Z, "prior")
-        n_new = run.last_n_new
-        if n_mut:
-            cands += self._mutants(n_mut, u)
-            n_new += self.mutator.last_n_new
-        if n_cross:
-            cands += self._children(n_cross, u)
-            n_new += self.crosser.last_n_new
-        run.last_n_new = n_new
+        cands = self._pool(Z, "prior", n_mut, n_cross, u)
         return len(self._rank_and_evaluate(cands, self.surrogate if n_edit else None, u))
 
     def step(self) -> int:
@@ -245,15 +252,7 @@ class TrustRegion(Strategy):
         if n_global:
             Z[:n_global] = self.rng.standard_normal((n_global, D))
         Z = np.clip(Z, -self.bound, self.bound).astype(np.float32)
-        cands = run.screen(Z, self.name)
-        n_latent_new = run.last_n_new
-        if n_mut:
-            cands += self._mutants(n_mut, u)
-            n_latent_new += self.mutator.last_n_new
-        if n_cross:
-            cands += self._children(n_cross, u)
-            n_latent_new += self.crosser.last_n_new
-        run.last_n_new = n_latent_new
+        cands = self._pool(Z, self.name, n_mut, n_cross, u)
         new = self._rank_and_evaluate(cands, self.surrogate, u)
         # success: a better molecule than the center
         best_new = -math.inf
