@@ -3,8 +3,9 @@
     python benchmarks/decoder_step.py [--model moses] [--n 2048] [--threads 1]
 
 Decodes the same latent points (N(0, I), seed 0) greedily, by sampling in float32 and by
-sampling under bfloat16 autocast, once with each step, and prints seconds and whether the
-tokens agree.  Time it on an otherwise idle machine.
+sampling under bfloat16 autocast (where the precomputed step runs its products in bf16),
+once with each step, and prints seconds and whether the tokens agree (in bf16 they need
+not: the rounding differs).  Time it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def main() -> None:
     fast = decoding._fast_steps
 
     def run(use_fast: bool, method: str, bf16: bool):
-        decoding._fast_steps = fast if use_fast else (lambda *a: False)
+        decoding._fast_steps = fast if use_fast else (lambda *a: None)
         try:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 t = time.perf_counter()
@@ -43,7 +44,7 @@ def main() -> None:
     print(f"{'decoding':<22} {'nn.GRU s':>9} {'precomputed s':>14}  same tokens")
     for method, bf16 in (("greedy", False), ("sample", False), ("sample", True)):
         ref, t_ref = run(False, method, bf16)
-        new, t_new = run(True, method, bf16)  # under autocast _fast_steps declines: the same path twice
+        new, t_new = run(True, method, bf16)
         name = f"{method} {'bf16' if bf16 else 'fp32'}"
         print(f"{name:<22} {t_ref:9.2f} {t_new:14.2f}  {bool(torch.equal(ref, new))}")
 

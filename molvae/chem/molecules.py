@@ -48,17 +48,26 @@ def kept_rdkit_log() -> Iterator[None]:
             (RDLogger.EnableLog if state == "enabled" else RDLogger.DisableLog)(name)
 
 
-@contextlib.contextmanager
-def quiet_rdkit() -> Iterator[None]:
+class quiet_rdkit:  # noqa: N801 - used like a function: ``with quiet_rdkit(): ...``
     """Silence RDKit's C++ log (parse errors, sanitization warnings) inside the block.
+
+    Holds an RDKit ``BlockLogs`` for the block: it puts the log switches back as they were
+    when the block ends, nests, and costs a few microseconds, so it can wrap every single
+    parse (the log-status round trip of :func:`kept_rdkit_log` costs about 20 µs, a sixth
+    of parsing a molecule).
 
     >>> with quiet_rdkit():
     ...     to_mol("not a smiles") is None
     True
     """
-    with kept_rdkit_log():
-        RDLogger.DisableLog("rdApp.*")
-        yield
+
+    __slots__ = ("_block",)
+
+    def __enter__(self) -> None:
+        self._block = rdBase.BlockLogs()
+
+    def __exit__(self, *exc: object) -> None:
+        del self._block  # BlockLogs restores the switches when it is destroyed
 
 
 def to_mol(smiles: object) -> Chem.Mol | None:

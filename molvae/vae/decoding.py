@@ -53,47 +53,71 @@ def _autocast_on(device: torch.device) -> bool:
         return bool(torch.is_autocast_cpu_enabled() if device.type == "cpu" else torch.is_autocast_enabled())
 
 
+def _cpu_autocast_dtype() -> torch.dtype:
+    try:
+        return torch.get_autocast_dtype("cpu")
+    except AttributeError:  # torch < 2.4
+        return torch.get_autocast_cpu_dtype()
+
+
 class _Stepper:
-    """Float32 steps of a one-layer GRU decoder with the input projections computed once per batch.
+    """Steps of a one-layer GRU decoder with the input projections computed once per batch.
 
     The decoder's input at each step is ``[embedding(token), z]``: z's share of the input
     projection is the same at every step, and the embedding's share is one row of a
     (vocab, 3H) table, so a step costs one (B, H) x (H, 3H) product instead of two.  Same
-    equations as ``torch.nn.GRU`` (gate order r, z, n) and the same tokens (tested);
-    greedy decoding of the shipped model was 16-23% faster in three A/Bs
-    (``benchmarks/decoder_step.py``).  Under bfloat16 autocast ``torch.nn.GRU`` itself was
-    faster, and is used (benchmarks/RESULTS.md, "Sampling speed").
+    equations as ``torch.nn.GRU`` (gate order r, z, n) and, in float32, the same tokens
+    (tested); greedy decoding of the shipped model was 16-23% faster in three A/Bs
+    (``benchmarks/decoder_step.py``).
+
+    ``bf16`` (sampling under CPU bfloat16 autocast): the two products of a step (hidden and
+    output) run in bfloat16 on weights cast once, the table, the gates and the hidden state
+    stay float32.  One step of 1,024 rows took 13.5 ms against 17.7 ms for ``torch.nn.GRU``
+    under autocast (AVX-512-BF16 CPU, one thread; benchmarks/RESULTS.md, "Sampling speed").
     """
 
-    def __init__(self, model: MolVAE, zin: torch.Tensor):
+    def __init__(self, model: MolVAE, zin: torch.Tensor, bf16: bool = False):
         gru = model.decoder
         e = model.config.embedding_dim
-        w_ih = gru.weight_ih_l0
-        self.table = model.embedding.weight @ w_ih[:, :e].T + gru.bias_ih_l0  # (V, 3H)
-        self.gz = zin[:, 0] @ w_ih[:, e:].T  # (B, 3H)
-        self.gru, self.output, self.banned = gru, model.output, model._banned
+        with torch.autocast(zin.device.type, enabled=False):
+            w_ih = gru.weight_ih_l0
+            self.table = model.embedding.weight @ w_ih[:, :e].T + gru.bias_ih_l0  # (V, 3H)
+            self.gz = zin[:, 0].float() @ w_ih[:, e:].T  # (B, 3H)
+        self.dtype = torch.bfloat16 if bf16 else torch.float32
+        self.w_hh, self.b_hh = gru.weight_hh_l0.to(self.dtype), gru.bias_hh_l0
+        self.w_out, self.b_out = model.output.weight.to(self.dtype), model.output.bias
+        self.banned = model._banned
         self.hidden = gru.hidden_size
+        self.device_type = zin.device.type
 
     def keep(self, live: torch.Tensor) -> None:
         self.gz = self.gz[live]
 
     def __call__(self, current: torch.Tensor, h: torch.Tensor):
-        k, hf = self.hidden, h[0]
-        gi = self.table.index_select(0, current).add_(self.gz)
-        gh = F.linear(hf, self.gru.weight_hh_l0, self.gru.bias_hh_l0)
-        ru = gi[:, : 2 * k].add_(gh[:, : 2 * k]).sigmoid_()
-        n = torch.addcmul(gi[:, 2 * k :], ru[:, :k], gh[:, 2 * k :]).tanh_()
-        hf = torch.lerp(n, hf, ru[:, k:])  # (1 - u) * n + u * h
-        logits = self.output(hf).masked_fill(self.banned, float("-inf"))
-        return logits, hf.unsqueeze(0)
+        k, hf = self.hidden, h[0].float()
+        with torch.autocast(self.device_type, enabled=False):
+            gi = self.table.index_select(0, current).add_(self.gz)
+            gh = F.linear(hf.to(self.dtype), self.w_hh).float().add_(self.b_hh)
+            ru = gi[:, : 2 * k].add_(gh[:, : 2 * k]).sigmoid_()
+            n = torch.addcmul(gi[:, 2 * k :], ru[:, :k], gh[:, 2 * k :]).tanh_()
+            hf = torch.lerp(n, hf, ru[:, k:])  # (1 - u) * n + u * h
+            logits = F.linear(hf.to(self.dtype), self.w_out).float().add_(self.b_out)
+        return logits.masked_fill_(self.banned, float("-inf")), hf.unsqueeze(0)
 
 
-def _fast_steps(model: MolVAE, z: torch.Tensor) -> bool:
-    """Whether :class:`_Stepper` applies: a plain one-layer float32 GRU, no autocast."""
+def _fast_steps(model: MolVAE, z: torch.Tensor) -> str | None:
+    """Which :class:`_Stepper` applies: ``"fp32"`` for a plain one-layer float32 GRU without
+    autocast, ``"bf16"`` for one under CPU bfloat16 autocast, None otherwise (``torch.nn.GRU``)."""
     gru = model.decoder
-    return (isinstance(gru, torch.nn.GRU) and gru.num_layers == 1 and gru.bias and not gru.bidirectional
-            and gru.weight_hh_l0.dtype == torch.float32 and z.dtype == torch.float32
-            and not _autocast_on(z.device))
+    plain = (isinstance(gru, torch.nn.GRU) and gru.num_layers == 1 and gru.bias and not gru.bidirectional
+             and gru.weight_hh_l0.dtype == torch.float32 and z.dtype == torch.float32)
+    if not plain:
+        return None
+    if not _autocast_on(z.device):
+        return "fp32"
+    if z.device.type == "cpu" and _cpu_autocast_dtype() == torch.bfloat16:
+        return "bf16"
+    return None
 
 
 def _first_token_only_atoms(model: MolVAE, scores: torch.Tensor) -> torch.Tensor:
@@ -146,7 +170,8 @@ def generate(
     # rows still being generated; finished rows leave the batch (sequence lengths vary a
     # lot, so the last steps would otherwise run mostly padding)
     rows = torch.arange(b, device=z.device)
-    stepper = _Stepper(model, zin) if _fast_steps(model, zin) else None
+    mode = _fast_steps(model, zin)
+    stepper = _Stepper(model, zin, bf16=mode == "bf16") if mode else None
     for t in range(max_length + 1):
         step_in = torch.cat([current, current]) if guided else current
         if stepper is not None:

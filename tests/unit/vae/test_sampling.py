@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import selfies as sf
+from rdkit import Chem
 import torch
 from helpers import TINY_MODEL, zinc
 
 import molvae as mv
-from molvae.tokenizer import SelfiesTokenizer, is_faithful, selfies_to_smiles
+from molvae.tokenizer import SelfiesTokenizer, decode_strings, element_sequence, is_faithful, selfies_to_smiles
 from molvae.vae.checkpoint import CheckpointError
 from molvae.vae.model import MolVAE
 from molvae.vae.prior import GaussianMixturePrior, fit_prior
@@ -59,6 +60,34 @@ def test_the_same_molecule_in_another_atom_order_is_not_faithful():
     assert other_order != sf.encoder(canonical)
     assert not is_faithful(other_order, canonical)
     assert not is_faithful("[C]", None)
+
+
+def test_element_sequences_read_aromatic_kekule_and_bracket_atoms_alike():
+    assert element_sequence("c1ccncc1Cl") == ["C", "C", "C", "N", "C", "C", "CL"]
+    assert element_sequence("C1=CC=NC=C1Cl") == element_sequence("c1ccncc1Cl")
+    assert element_sequence("[nH]1cc[se]c1[C@@H](Br)[13CH3]") == ["N", "C", "C", "SE", "C", "C", "BR", "C"]
+    assert element_sequence("C[N+](C)(C)[O-]") == ["C", "N", "C", "C", "O"]
+
+
+def test_decoding_many_strings_agrees_with_the_rule_on_real_samples_and_spellings(shipped):
+    """decode_strings rejects most unfaithful strings by their atom order before re-encoding
+    them: its answers must be those of is_faithful, string for string."""
+    z = torch.randn(1500, shipped.latent_dim, generator=torch.Generator().manual_seed(5))
+    ids, _ = shipped.generate(z, method="sample", temperature=1.3, generator=torch.Generator().manual_seed(5))
+    strings = shipped.tokenizer.decode_selfies(ids.numpy())
+    # real molecules with charges, halogens, stereo and aromatic NH: the canonical spelling
+    # (faithful) and spellings in other atom orders (not)
+    for smiles in zinc(60):
+        canonical = mv.chem.canonical(smiles)
+        strings.append(sf.encoder(canonical))
+        for other in Chem.MolToRandomSmilesVect(mv.chem.to_mol(canonical), 2, randomSeed=7):
+            strings.append(sf.encoder(other))
+    strings += ["[C][C][=O][=C]", "[C][C][C][Ring1][Ring2]", "[O][C][C]", "[C][C][O]", "[F][=C]", "[Branch1][C]"]
+    got = decode_strings(strings)
+    want = [(selfies_to_smiles(s), is_faithful(s, selfies_to_smiles(s))) for s in strings]
+    assert got == want
+    n_faithful = sum(f for _, f in want)
+    assert 300 < n_faithful < len(strings) - 300  # both kinds are well represented
 
 
 # ----------------------------------------------------------------------------- sampling
