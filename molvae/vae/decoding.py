@@ -93,15 +93,20 @@ class _Stepper:
     def keep(self, live: torch.Tensor) -> None:
         self.gz = self.gz[live]
 
+    def _product(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self.dtype == torch.float32:
+            return F.linear(x, w, b)
+        return F.linear(x.to(self.dtype), w).float().add_(b)
+
     def __call__(self, current: torch.Tensor, h: torch.Tensor):
         k, hf = self.hidden, h[0].float()
         with torch.autocast(self.device_type, enabled=False):
             gi = self.table.index_select(0, current).add_(self.gz)
-            gh = F.linear(hf.to(self.dtype), self.w_hh).float().add_(self.b_hh)
+            gh = self._product(hf, self.w_hh, self.b_hh)
             ru = gi[:, : 2 * k].add_(gh[:, : 2 * k]).sigmoid_()
             n = torch.addcmul(gi[:, 2 * k :], ru[:, :k], gh[:, 2 * k :]).tanh_()
             hf = torch.lerp(n, hf, ru[:, k:])  # (1 - u) * n + u * h
-            logits = F.linear(hf.to(self.dtype), self.w_out).float().add_(self.b_out)
+            logits = self._product(hf, self.w_out, self.b_out)
         return logits.masked_fill_(self.banned, float("-inf")), hf.unsqueeze(0)
 
 
