@@ -1,7 +1,7 @@
 """``molvae sample``: molecules from the prior of a model, printed or written to CSV / Parquet.
 
     molvae sample [--model PATH] -n N [--temperature T] [--seed S] [--no-faithful] [--prior P] [-o out.csv]
-                  [--unique] [--properties qed,logp] [--condition logp=2.5,qed=0.85] [--guidance 1.0]
+                  [--unique] [--properties qed,logp] [--condition logp=2.5,qed=0.85] [--guidance 0.75]
 
 Without ``--model``: the shipped ``moses-sampler`` (``moses-conditional`` with ``--condition``).
 Large ``-n`` with ``-o`` is streamed chunk by chunk: memory stays flat in ``n``.
@@ -73,7 +73,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
                    help="property targets for a conditional model, e.g. logp=2.5,qed=0.85 (others marginalized); "
                         "without --model: the shipped moses-conditional model")
     s.add_argument("--guidance", type=float, default=None, metavar="W",
-                   help="classifier-free guidance weight with --condition (default 1.0; 0: none; larger follows the "
+                   help="classifier-free guidance weight with --condition (default 0.75; 0: none; larger follows the "
                         "condition more closely, at twice the decoding cost)")
     s.add_argument("--selfies", action="store_true", help="also show / write the SELFIES column")
     s.add_argument("--chunk-size", type=int, default=50_000, help="molecules per chunk when streaming to a file")
