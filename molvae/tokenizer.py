@@ -341,12 +341,27 @@ class SelfiesTokenizer:
         return [selfies_to_smiles(s) for s in self.decode_selfies(ids)]
 
 
-def selfies_to_smiles(selfies: str) -> str | None:
-    """Canonical SMILES of a SELFIES string, or ``None`` when it decodes to no molecule."""
+def _sf_decode(selfies: str) -> str | None:
+    """``sf.decoder``'s SMILES (in the string's atom order), or ``None`` where it fails."""
     try:
-        smi = sf.decoder(selfies)
+        return sf.decoder(selfies) or None
     except Exception:
         return None
+
+
+def _spells(selfies: str, smiles: str | None, strict: bool) -> bool:
+    """Whether ``selfies.encoder(smiles)`` is ``selfies`` (False where the encoder refuses)."""
+    if not smiles:
+        return False
+    try:
+        return sf.encoder(smiles, strict=strict) == selfies
+    except Exception:  # a molecule the SELFIES encoder refuses cannot be the training form
+        return False
+
+
+def selfies_to_smiles(selfies: str) -> str | None:
+    """Canonical SMILES of a SELFIES string, or ``None`` when it decodes to no molecule."""
+    smi = _sf_decode(selfies)
     return canonical(smi) if smi else None
 
 
@@ -369,12 +384,7 @@ def is_faithful(selfies: str, smiles: str | None) -> bool:
     >>> is_faithful("[O][C][C]", "CCO")  # the same molecule, spelled in another atom order
     False
     """
-    if not smiles:
-        return False
-    try:
-        return sf.encoder(smiles, strict=True) == selfies
-    except Exception:  # a molecule the SELFIES encoder refuses cannot be the training form
-        return False
+    return _spells(selfies, smiles, strict=True)
 
 
 # the atoms of a SMILES string in the order written: bracket atoms and the organic subset
@@ -409,20 +419,14 @@ def _decoded_faithful(selfies: str, decoded: str | None, smiles: str | None) -> 
     """
     if not smiles or not decoded or element_sequence(decoded) != element_sequence(smiles):
         return False
-    try:
-        return sf.encoder(smiles, strict=False) == selfies
-    except Exception:  # a molecule the SELFIES encoder refuses cannot be the training form
-        return False
+    return _spells(selfies, smiles, strict=False)
 
 
 def decode_strings(selfies: list[str]) -> list[tuple[str | None, bool]]:
     """``(canonical SMILES or None, faithful)`` of each SELFIES string (see :func:`is_faithful`)."""
     out = []
     for s in selfies:
-        try:
-            decoded = sf.decoder(s)
-        except Exception:
-            decoded = None
+        decoded = _sf_decode(s)
         smi = canonical(decoded) if decoded else None
         out.append((smi, _decoded_faithful(s, decoded, smi)))
     return out

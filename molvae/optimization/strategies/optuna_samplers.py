@@ -81,7 +81,8 @@ class OptunaStrategy(Strategy):
         self.added: set[str] = set()
 
     def stats(self) -> dict[str, Any]:
-        return {"widened": self.widened, "trials": len(self.study.get_trials(deepcopy=False)) if self.study is not None else 0}
+        trials = len(self.study.get_trials(deepcopy=False)) if self.study is not None else 0
+        return {"widened": self.widened, "trials": trials}
 
     def _widen(self, Z: np.ndarray, want: int) -> list[dict]:
         """Score up to ``want`` new molecules decoded from noisy copies of the asked points ``Z``."""
