@@ -2,6 +2,7 @@
 
     molvae sample [--model PATH] -n N [--temperature T] [--seed S] [--no-faithful] [--prior P] [-o out.csv]
                   [--unique] [--properties qed,logp] [--condition logp=2.5,qed=0.85] [--guidance 0.75]
+                  [--tolerance 0.3 | --tolerance logp=0.3,qed=0.05]
 
 Without ``--model``: the shipped ``moses-sampler`` (``moses-conditional`` with ``--condition``).
 Large ``-n`` with ``-o`` is streamed chunk by chunk: memory stays flat in ``n``.
@@ -23,7 +24,7 @@ from molvae.cli.common import (
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["add_parser", "cmd_sample", "parse_condition"]
+__all__ = ["add_parser", "cmd_sample", "parse_condition", "parse_tolerance"]
 
 
 def parse_condition(text: str) -> dict[str, float]:
@@ -57,6 +58,14 @@ def parse_condition(text: str) -> dict[str, float]:
     return out
 
 
+def parse_tolerance(text: str) -> float | dict[str, float]:
+    """``"0.3"`` (every property of the condition) or ``"logp=0.3,qed=0.05"`` (per property)."""
+    try:
+        return float(text)
+    except ValueError:
+        return parse_condition(text)
+
+
 def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     s = subparsers.add_parser("sample", parents=parents, help="sample molecules from the prior")
     s.add_argument("-n", type=int, default=10, help="number of molecules")
@@ -75,6 +84,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     s.add_argument("--guidance", type=float, default=None, metavar="W",
                    help="classifier-free guidance weight with --condition (default 0.75; 0: none; larger follows the "
                         "condition more closely, at twice the decoding cost)")
+    s.add_argument("--tolerance", type=parse_tolerance, metavar="T | NAME=T,...",
+                   help="with --condition: keep only molecules whose RDKit property is within T of its target "
+                        "(redrawing the others), e.g. 0.3 or logp=0.3,qed=0.05")
     s.add_argument("--selfies", action="store_true", help="also show / write the SELFIES column")
     s.add_argument("--chunk-size", type=int, default=50_000, help="molecules per chunk when streaming to a file")
     s.add_argument("-o", "--output", help="CSV or .parquet file (default: print); large n is streamed in chunks")
@@ -89,7 +101,10 @@ def _add_properties(df: pd.DataFrame, names: str | None) -> pd.DataFrame:
 
     from molvae.properties import compute
 
-    props = compute(df.smiles.tolist(), [n.strip() for n in names.split(",") if n.strip()])
+    wanted = [n.strip() for n in names.split(",") if n.strip() and n.strip() not in df.columns]
+    if not wanted:  # e.g. computed already by the tolerance filter
+        return df
+    props = compute(df.smiles.tolist(), wanted)
     return pd.concat([df.reset_index(drop=True), props.drop(columns="smiles")], axis=1)
 
 
@@ -126,10 +141,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
         opts["condition"] = args.condition
         if args.guidance is not None:
             opts["guidance"] = args.guidance
+        if args.tolerance is not None:
+            opts["tolerance"] = args.tolerance
         if not args.properties:  # show what was achieved for what was asked
             args.properties = ",".join(args.condition)
     elif args.guidance is not None:
         raise ValueError("--guidance needs --condition")
+    elif args.tolerance is not None:
+        raise ValueError("--tolerance needs --condition (the targets it is measured from)")
     if args.output and _is_parquet(args.output):
         _pyarrow(args.output)  # fail before sampling
     if args.output and args.n > args.chunk_size:
@@ -146,6 +165,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.condition:
         print("condition: " + ", ".join(f"{k}={v:g} (median achieved {df.loc[df.valid, k].median():.3g})"
                                         for k, v in args.condition.items()))
+    if "tolerance" in attrs:
+        print(f"tolerance {attrs['tolerance']}: {attrs['tolerance_rate']:.3f} of the candidates within it, the rest "
+              f"redrawn ({attrs['n_no_property']:,} not scored by RDKit)")
     if args.output and _is_parquet(args.output):
         from molvae.utils.io import atomic_path
 
