@@ -87,6 +87,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     s.add_argument("--crossover-fraction", type=float,
                    help="share of each round's candidates made by graph crossover of the best molecules "
                         "(trust_region; 0 turns it off)")
+    s.add_argument("--graph-mutation-fraction", type=float,
+                   help="share of each round's candidates made by one-move graph mutations of the best molecules "
+                        "(trust_region; default 0)")
     s.add_argument("--finetune-every", type=int, metavar="CALLS",
                    help="fine-tune a copy of the decoder on the best molecules every CALLS oracle calls "
                         "(trust_region; 0 turns it off)")
@@ -144,7 +147,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         if args.strategy != "trust_region":
             raise ValueError("--surrogate applies to --strategy trust_region")
         kwargs["surrogate"] = None if args.surrogate == "none" else args.surrogate
-    for opt in ("crossover_fraction", "finetune_every"):
+    for opt in ("crossover_fraction", "graph_mutation_fraction", "finetune_every"):
         value = getattr(args, opt)
         if value is not None:
             if args.strategy != "trust_region":

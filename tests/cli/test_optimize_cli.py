@@ -122,6 +122,10 @@ def test_optimize_argument_errors_exit_2(model_args, argv, message, capsys):
         (["--crossover-fraction", "0.3", "--strategy", "optuna"], "--crossover-fraction applies to --strategy trust_region"),
         (["--finetune-every", "100", "--strategy", "gradient"], "--finetune-every applies to --strategy trust_region"),
         (["--crossover-fraction", "1.5"], "crossover_fraction must be within [0, 1]"),
+        (["--graph-mutation-fraction", "0.2", "--strategy", "optuna"],
+         "--graph-mutation-fraction applies to --strategy trust_region"),
+        (["--graph-mutation-fraction", "0.8"],
+         "mutation_fraction + crossover_fraction + graph_mutation_fraction must be <= 1"),
         (["--min-similarity", "0.4"], "min_similarity needs reference molecules"),
         (["--start", "not_a_smiles"], "none of the start molecules can be parsed"),
         (["--smarts", "[[["], "invalid SMARTS"),
@@ -140,11 +144,13 @@ def test_optimize_usage_errors_exit_2_with_one_line(model_args, tmp_path, argv, 
 def test_optimize_with_crossover_and_decoder_fine_tuning(model_args, tmp_path, capsys):
     out = tmp_path / "out.csv"
     code = main(["optimize", *model_args, "--objective", "qed", "--budget", "90", "--batch-size", "15",
-                 "--crossover-fraction", "0.4", "--finetune-every", "40", "-o", str(out)])
+                 "--crossover-fraction", "0.4", "--graph-mutation-fraction", "0.2", "--finetune-every", "40",
+                 "-o", str(out)])
     assert code == 0
     hist = pd.read_csv(out)
     assert (hist["status"] == "scored").sum() == 90
-    assert (hist.loc[hist["status"] == "scored", "source"] == "crossover").any()
+    sources = set(hist.loc[hist["status"] == "scored", "source"])
+    assert {"crossover", "graph_mutation"} <= sources, sources
 
 
 def test_optimize_with_a_missing_model_exits_2(tmp_path, capsys):

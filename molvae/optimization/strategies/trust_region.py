@@ -6,7 +6,9 @@ perturb a random subset of coordinates, ``global_fraction`` of them are prior dr
 ``mutation_fraction`` are SELFIES edits of the center and of the 10 best molecules and
 ``crossover_fraction`` are graph crossovers of the ``population`` best molecules
 (:mod:`molvae.optimization.crossover`; children of at most ``crossover_max_atoms`` heavy
-atoms, default two thirds of the model's token limit).  The unseen feasible ones are ranked by
+atoms, default two thirds of the model's token limit) and ``graph_mutation_fraction`` are
+one-move graph mutations of the center and of the 10 best molecules
+(:mod:`molvae.optimization.graph_mutations`, the same size cap).  The unseen feasible ones are ranked by
 Thompson-like draws from a surrogate.  With ``finetune_every`` (oracle calls), the decoder of
 a copy of the model is fine-tuned on the best molecules that often
 (:mod:`molvae.optimization.finetune`).  The box doubles
@@ -29,6 +31,7 @@ import numpy as np
 from molvae.optimization.candidates import Candidate
 from molvae.optimization.crossover import GraphCrossover
 from molvae.optimization.finetune import DecoderTuner
+from molvae.optimization.graph_mutations import GraphMutator
 from molvae.optimization.mutations import SelfiesMutator
 from molvae.optimization.session import Run
 from molvae.optimization.strategies.base import Strategy
@@ -59,6 +62,7 @@ class TrustRegion(Strategy):
         global_fraction: float = 0.1,
         mutation_fraction: float = 0.25,
         crossover_fraction: float = 0.25,
+        graph_mutation_fraction: float = 0.0,
         population: int = 50,
         crossover_max_atoms: int | None = None,
         finetune_every: int | None = None,
@@ -69,16 +73,18 @@ class TrustRegion(Strategy):
         super().__init__(run, rng, seed)
         if not 0.0 <= global_fraction < 1.0:
             raise ValueError("global_fraction must be within [0, 1)")
-        for name, f in (("mutation_fraction", mutation_fraction), ("crossover_fraction", crossover_fraction)):
+        for name, f in (("mutation_fraction", mutation_fraction), ("crossover_fraction", crossover_fraction),
+                        ("graph_mutation_fraction", graph_mutation_fraction)):
             if not 0.0 <= f <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
-        if mutation_fraction + crossover_fraction > 1.0:
-            raise ValueError("mutation_fraction + crossover_fraction must be <= 1")
+        if mutation_fraction + crossover_fraction + graph_mutation_fraction > 1.0:
+            raise ValueError("mutation_fraction + crossover_fraction + graph_mutation_fraction must be <= 1")
         if population < 2:
             raise ValueError("population must be >= 2")
         self.global_fraction = float(global_fraction)
         self.mutation_fraction = float(mutation_fraction)
         self.crossover_fraction = float(crossover_fraction)
+        self.graph_mutation_fraction = float(graph_mutation_fraction)
         self.population = int(population)
         self.mutator = SelfiesMutator(run.model.tokenizer, rng) if mutation_fraction > 0 else None
         # children beyond about 2/3 of the token limit rarely encode; a run's max_heavy_atoms wins
@@ -87,6 +93,7 @@ class TrustRegion(Strategy):
         max_atoms = (run.constraints.max_heavy_atoms or crossover_max_atoms
                      or 2 * run.model.tokenizer.max_length // 3)
         self.crosser = GraphCrossover(rng, max_heavy_atoms=max_atoms) if crossover_fraction > 0 else None
+        self.graph_mutator = GraphMutator(rng, max_heavy_atoms=max_atoms) if graph_mutation_fraction > 0 else None
         self.tuner = None
         if finetune_every:
             run.model = copy.deepcopy(run.model)  # the user's model is left as it is
@@ -156,16 +163,17 @@ class TrustRegion(Strategy):
         ok = np.flatnonzero(np.isfinite(u))
         return [smiles[i] for i in ok[self._order(u[ok])][:k]]
 
-    def _mutants(self, n: int, u: np.ndarray) -> list[Candidate]:
-        """SELFIES edits of the center (half) and of the 10 best molecules (the rest)."""
+    def _mutants(self, n: int, u: np.ndarray, mutator: Any = None, source: str = "mutation") -> list[Candidate]:
+        """Edits by ``mutator`` (default: the SELFIES one) of the center (half) and of the 10 best molecules (the rest)."""
         run = self.run
+        mutator = mutator or self.mutator
         top = self._best(u, 10) or list(run.data.arrays()[0][:10])  # none feasible: the first scored
         if not top:
             return []
         parents = [self.center if (self.center and self.rng.random() < 0.5) else top[int(self.rng.integers(len(top)))]
                    for _ in range(n)]
-        out = self.mutator.mutate(parents, exclude=run.known)
-        return run.check([Candidate(s, source="mutation") for s in out])
+        out = mutator.mutate(parents, exclude=run.known)
+        return run.check([Candidate(s, source=source) for s in out])
 
     def _children(self, n: int, u: np.ndarray) -> list[Candidate]:
         """Graph crossovers of pairs drawn from the ``population`` best molecules (rank weights)."""
@@ -181,9 +189,10 @@ class TrustRegion(Strategy):
         out = self.crosser.children(pairs, exclude=run.known)
         return run.check([Candidate(s, source="crossover") for s in out])
 
-    def _pool(self, Z: np.ndarray, source: str, n_mut: int, n_cross: int, u: np.ndarray) -> list[Candidate]:
-        """A round's candidates: the molecules decoded from ``Z``, ``n_mut`` edits and ``n_cross``
-        crossovers; ``run.last_n_new`` counts the new molecules of all three."""
+    def _pool(self, Z: np.ndarray, source: str, n_mut: int, n_cross: int, u: np.ndarray,
+              n_graph: int = 0) -> list[Candidate]:
+        """A round's candidates: the molecules decoded from ``Z``, ``n_mut`` SELFIES edits, ``n_cross``
+        crossovers and ``n_graph`` graph mutations; ``run.last_n_new`` counts the new molecules of all."""
         run = self.run
         cands = run.screen(Z, source)
         n_new = run.last_n_new
@@ -193,6 +202,9 @@ class TrustRegion(Strategy):
         if n_cross:
             cands += self._children(n_cross, u)
             n_new += self.crosser.last_n_new
+        if n_graph:
+            cands += self._mutants(n_graph, u, self.graph_mutator, "graph_mutation")
+            n_new += self.graph_mutator.last_n_new
         run.last_n_new = n_new
         return cands
 
@@ -213,15 +225,20 @@ class TrustRegion(Strategy):
         rarely satisfy a similarity constraint to such a start.  Before anything is scored: prior draws."""
         run = self.run
         n_edit = 0
-        if run.data.smiles and (self.mutator or self.crosser):
+        if run.data.smiles and (self.mutator or self.crosser or self.graph_mutator):
             n_edit = self.n_candidates - int(round(self.global_fraction * self.n_candidates))
-        n_cross = 0
-        if n_edit and self.crosser and (np.isfinite(u).sum() >= 2 or not self.mutator):
-            share = self.crossover_fraction / (self.crossover_fraction + self.mutation_fraction)
-            n_cross = int(round(share * n_edit))
-        n_mut = n_edit - n_cross
+        # the edits split in proportion to the fractions (crossover needs two feasible parents)
+        cross = self.crossover_fraction if self.crosser and np.isfinite(u).sum() >= 2 else 0.0
+        mut = self.mutation_fraction if self.mutator else 0.0
+        graph = self.graph_mutation_fraction if self.graph_mutator else 0.0
+        total = cross + mut + graph
+        if n_edit and total == 0:  # only a crossover, and fewer than two feasible parents
+            n_edit = 0
+        n_cross = int(round(cross / total * n_edit)) if n_edit else 0
+        n_graph = int(round(graph / total * n_edit)) if n_edit else 0
+        n_mut = n_edit - n_cross - n_graph
         Z = self.rng.standard_normal((self.n_candidates - n_edit, run.D)).astype(np.float32)
-        cands = self._pool(Z, "prior", n_mut, n_cross, u)
+        cands = self._pool(Z, "prior", n_mut, n_cross, u, n_graph)
         return len(self._rank_and_evaluate(cands, self.surrogate if n_edit else None, u))
 
     def step(self) -> int:
@@ -241,7 +258,8 @@ class TrustRegion(Strategy):
         D = run.D
         n_mut = int(round(self.mutation_fraction * self.n_candidates)) if self.mutator else 0
         n_cross = int(round(self.crossover_fraction * self.n_candidates)) if self.crosser else 0
-        n = max(self.n_candidates - n_mut - n_cross, 1)
+        n_graph = int(round(self.graph_mutation_fraction * self.n_candidates)) if self.graph_mutator else 0
+        n = max(self.n_candidates - n_mut - n_cross - n_graph, 1)
         mask = self.rng.random((n, D)) < self.perturb_prob
         none = ~mask.any(1)
         mask[none, self.rng.integers(D, size=int(none.sum()))] = True
@@ -252,7 +270,7 @@ class TrustRegion(Strategy):
         if n_global:
             Z[:n_global] = self.rng.standard_normal((n_global, D))
         Z = np.clip(Z, -self.bound, self.bound).astype(np.float32)
-        cands = self._pool(Z, self.name, n_mut, n_cross, u)
+        cands = self._pool(Z, self.name, n_mut, n_cross, u, n_graph)
         new = self._rank_and_evaluate(cands, self.surrogate, u)
         # success: a better molecule than the center
         best_new = -math.inf
