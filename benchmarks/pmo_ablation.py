@@ -40,10 +40,12 @@ VARIANTS: dict[str, dict] = {
     "crossover-0.5": dict(crossover_fraction=0.5, mutation_fraction=0.2),
     "crossover+finetune": dict(crossover_fraction=0.25, finetune_every=500),
     "finetune": dict(crossover_fraction=0.0, finetune_every=500),
+    # the default options again ("crossover"), rerun beside the graph variants at the same code
+    "default": dict(crossover_fraction=0.25, mutation_fraction=0.25),
     # graph mutations (molvae.optimization.graph_mutations): in place of part of the SELFIES
-    # edits (the same latent share as "crossover"), or on top of them (a smaller latent share)
+    # edits (the same latent share as "crossover"), or a few on top of them
     "graph": dict(crossover_fraction=0.25, mutation_fraction=0.1, graph_mutation_fraction=0.15),
-    "graph+": dict(crossover_fraction=0.25, mutation_fraction=0.25, graph_mutation_fraction=0.15),
+    "graph-0.05": dict(crossover_fraction=0.25, mutation_fraction=0.25, graph_mutation_fraction=0.05),
 }
 
 
