@@ -237,6 +237,11 @@ class TrustRegion(Strategy):
         n_cross = int(round(cross / total * n_edit)) if n_edit else 0
         n_graph = int(round(graph / total * n_edit)) if n_edit else 0
         n_mut = n_edit - n_cross - n_graph
+        if not mut:  # no SELFIES edits: the rounding remainder goes to a source that is on
+            if graph:
+                n_graph, n_mut = n_graph + n_mut, 0
+            else:
+                n_cross, n_mut = n_cross + n_mut, 0
         Z = self.rng.standard_normal((self.n_candidates - n_edit, run.D)).astype(np.float32)
         cands = self._pool(Z, "prior", n_mut, n_cross, u, n_graph)
         return len(self._rank_and_evaluate(cands, self.surrogate if n_edit else None, u))

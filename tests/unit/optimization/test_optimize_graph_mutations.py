@@ -103,3 +103,20 @@ def test_trust_region_with_graph_mutations_spends_the_budget_and_proposes_them(s
     with pytest.raises(ValueError, match="graph_mutation_fraction"):
         mv.optimize(search_model, "qed", budget=10, progress=False, graph_mutation_fraction=0.6,
                     crossover_fraction=0.3)
+
+
+def test_graph_mutations_alone_search_from_a_start_the_model_cannot_encode(search_model):
+    """No SELFIES edits and no prior draws: until a crossover drops the start's Si, no scored
+    molecule can be encoded and the rounds have no latent center; they are graph mutations and
+    crossovers (once two molecules are scored), split with an odd number of candidates (233),
+    and the budget is spent."""
+    import molvae as mv
+
+    start = "CC(C)(C)c1ccc(cc1)C(=O)NCC[Si](C)(C)C"  # Si: outside the vocabulary
+    res = mv.optimize(search_model, "qed", budget=40, seed=0, progress=False, start=[start], mutation_fraction=0.0,
+                      crossover_fraction=0.3, graph_mutation_fraction=0.3, n_candidates=233,
+                      global_fraction=0.0)
+    assert res.n_oracle_calls == 40
+    scored = res.history[res.history.status == "scored"]
+    assert {"graph_mutation", "crossover"} <= set(scored.source) and "mutation" not in set(scored.source)
+    assert scored.smiles.head(3).str.contains("Si").all()  # rounds without a center came first
