@@ -92,9 +92,6 @@ class GraphMutator:
     def _pick(self, items: list) -> Any:
         return items[int(self.rng.integers(len(items)))] if items else None
 
-    def _new_atom(self, rw: Chem.RWMol, element: int) -> int:
-        return rw.AddAtom(Chem.Atom(element))
-
     def move(self, mol: Chem.Mol, move: str, aromatic: frozenset[int] = frozenset()) -> Chem.Mol | None:
         """``mol`` (kekulized; ``aromatic``: the indices of the bonds aromatic before) after one
         ``move``, unsanitized; ``None`` when the move has no site."""
@@ -114,7 +111,7 @@ class GraphMutator:
             if at is None or e is None:
                 return None
             order = 2 if (_free(at) >= 2 and VALENCE[e] >= 2 and self.rng.random() < 0.15) else 1
-            rw.AddBond(at.GetIdx(), self._new_atom(rw, e), _ORDER[order])
+            rw.AddBond(at.GetIdx(), rw.AddAtom(Chem.Atom(e)), _ORDER[order])
         elif move == "insert":
             bond = self._pick([b for b in rw.GetBonds() if b.GetBondType() == Chem.BondType.SINGLE
                                and b.GetIdx() not in aromatic])
@@ -123,7 +120,7 @@ class GraphMutator:
                 return None
             a, b = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
             rw.RemoveBond(a, b)
-            x = self._new_atom(rw, e)
+            x = rw.AddAtom(Chem.Atom(e))
             rw.AddBond(a, x, Chem.BondType.SINGLE)
             rw.AddBond(x, b, Chem.BondType.SINGLE)
         elif move == "delete":
@@ -171,21 +168,30 @@ class GraphMutator:
             at.SetNumExplicitHs(0)
         return rw.GetMol()
 
+    def sanitized_move(self, smiles: str, move: str) -> Chem.Mol | None:
+        """``smiles`` after one ``move``, sanitized by RDKit; ``None`` where the parent cannot be
+        read, the move has no site or RDKit rejects the result."""
+        got = self._parent(smiles)
+        if got is None:
+            return None
+        mol = self.move(got[0], move, got[1])
+        if mol is None:
+            return None
+        try:
+            Chem.SanitizeMol(mol)
+        except Exception:
+            return None
+        return mol
+
     def child(self, smiles: str) -> str | None:
         """One mutant of ``smiles`` (canonical SMILES), ``None`` when every try failed."""
         got = self._parent(smiles)
         if got is None:
             return None
-        parent, aromatic = got
+        small_ring = _small_ring(got[0])
         for _ in range(self.tries):
-            mol = self.move(parent, MOVES[int(self.rng.integers(len(MOVES)))], aromatic)
-            if mol is None:
-                continue
-            try:
-                Chem.SanitizeMol(mol)
-            except Exception:
-                continue
-            if len(Chem.GetMolFrags(mol)) != 1 or _odd(mol, _small_ring(parent)):
+            mol = self.sanitized_move(smiles, MOVES[int(self.rng.integers(len(MOVES)))])
+            if mol is None or len(Chem.GetMolFrags(mol)) != 1 or _odd(mol, small_ring):
                 continue
             if self.max_heavy_atoms and mol.GetNumHeavyAtoms() > self.max_heavy_atoms:
                 continue
