@@ -46,6 +46,8 @@ VARIANTS: dict[str, dict] = {
     # edits (the same latent share as "crossover"), or a few on top of them
     "graph": dict(crossover_fraction=0.25, mutation_fraction=0.1, graph_mutation_fraction=0.15),
     "graph-0.05": dict(crossover_fraction=0.25, mutation_fraction=0.25, graph_mutation_fraction=0.05),
+    # several trust regions at once (TuRBO-m), the default moves otherwise
+    "regions-3": dict(crossover_fraction=0.25, mutation_fraction=0.25, n_regions=3),
 }
 
 

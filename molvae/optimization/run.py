@@ -45,7 +45,9 @@ Strategies (``strategy=``; the measurements behind the defaults are in ``docs/op
         N oracle calls on the best molecules (``finetune_steps`` steps; :mod:`~molvae.optimization.finetune`;
         the encoder stays fixed, so stored latent means stay valid).  When the box decodes
         to fewer than ``batch_size`` unseen molecules it is widened instead of counted as a
-        failure.
+        failure.  ``n_regions=k`` (default 1) runs k boxes at once around distinct good
+        molecules (TuRBO-m), one shared candidate ranking, each box with its own side,
+        counters and restarts (``stats["region_centers"]``).
     ``"gradient"``
         LIMO-style: fit an :class:`~molvae.predictors.mlp.MLPEnsemble` on (latent mean, score),
         run gradient ascent from the best molecules plus noise (many starts at once),

@@ -14,7 +14,11 @@ a copy of the model is fine-tuned on the best molecules that often
 (:mod:`molvae.optimization.finetune`).  The box doubles
 after ``success_tolerance`` successful rounds, halves after ``failure_tolerance`` failed
 ones, restarts around another good molecule below ``length_min``, and is widened instead of
-counted as a failure when it decodes to fewer than ``batch_size`` unseen molecules.  Until a
+counted as a failure when it decodes to fewer than ``batch_size`` unseen molecules.  With
+``n_regions`` > 1 (TuRBO-m, Eriksson et al. 2019) that many boxes run at once around distinct
+good molecules, sharing one candidate pool and one ranking: each scored molecule counts for the
+box whose center it is most similar to (Tanimoto), and each box grows, shrinks, moves to its
+own best molecule and restarts by itself.  Until a
 scored molecule can be encoded (start molecules outside the model's vocabulary or too long),
 there is no box: rounds are edits and crossovers of the scored molecules and a few prior draws.
 """
@@ -28,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from molvae.chem.fingerprints import tanimoto_matrix
 from molvae.optimization.candidates import Candidate
 from molvae.optimization.crossover import GraphCrossover
 from molvae.optimization.finetune import DecoderTuner
@@ -69,6 +74,7 @@ class TrustRegion(Strategy):
         finetune_steps: int = 50,
         finetune_top: int = 256,
         bound: float = 3.0,
+        n_regions: int = 1,
     ) -> None:
         super().__init__(run, rng, seed)
         if not 0.0 <= global_fraction < 1.0:
@@ -81,6 +87,8 @@ class TrustRegion(Strategy):
             raise ValueError("mutation_fraction + crossover_fraction + graph_mutation_fraction must be <= 1")
         if population < 2:
             raise ValueError("population must be >= 2")
+        if int(n_regions) != n_regions or n_regions < 1:
+            raise ValueError(f"n_regions must be an integer >= 1, got {n_regions}")
         self.global_fraction = float(global_fraction)
         self.mutation_fraction = float(mutation_fraction)
         self.crossover_fraction = float(crossover_fraction)
@@ -128,10 +136,15 @@ class TrustRegion(Strategy):
         # broken at random each round, from a stream of their own so that runs without ties are
         # unchanged: otherwise the same first-scored molecules would stay "best" for a whole run
         self.tie_rng = np.random.default_rng([int(seed), 7919])
+        # n_regions > 1: the boxes (their centers are filled in by the first rounds)
+        self.regions = [_Box(self.length_init) for _ in range(int(n_regions))] if n_regions > 1 else []
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"restarts": self.restarts, "widened": self.widened, "final_length": self.length,
                                "n_candidates": self.n_candidates}
+        if self.regions:
+            out.update(n_regions=len(self.regions), final_length=[b.length for b in self.regions],
+                       region_centers=[b.center for b in self.regions])
         if self.tuner is not None:
             out.update(finetune_updates=self.tuner.n_updates, finetune_s=round(self.tuner.seconds, 2),
                        finetune_nll=[(round(a, 3), round(b, 3)) for a, b in self.tuner.losses])
@@ -246,6 +259,53 @@ class TrustRegion(Strategy):
         cands = self._pool(Z, "prior", n_mut, n_cross, u, n_graph)
         return len(self._rank_and_evaluate(cands, self.surrogate if n_edit else None, u))
 
+    def _box_points(self, zc: np.ndarray, length: float, n: int) -> np.ndarray:
+        """``n`` latent points in the box of side ``length`` around ``zc``: a random subset of
+        coordinates (at least one) moved uniformly within the box."""
+        D = self.run.D
+        mask = self.rng.random((n, D)) < self.perturb_prob
+        none = ~mask.any(1)
+        mask[none, self.rng.integers(D, size=int(none.sum()))] = True
+        delta = self.rng.uniform(-0.5, 0.5, (n, D)) * length * self._scales()
+        return zc + mask * delta
+
+    def _latent_share(self) -> tuple[int, int, int, int]:
+        """How a round's candidates split: latent points, SELFIES edits, crossovers, graph mutations."""
+        n_mut = int(round(self.mutation_fraction * self.n_candidates)) if self.mutator else 0
+        n_cross = int(round(self.crossover_fraction * self.n_candidates)) if self.crosser else 0
+        n_graph = int(round(self.graph_mutation_fraction * self.n_candidates)) if self.graph_mutator else 0
+        return max(self.n_candidates - n_mut - n_cross - n_graph, 1), n_mut, n_cross, n_graph
+
+    def _with_prior_draws(self, Z: np.ndarray) -> np.ndarray:
+        """``global_fraction`` of the rows replaced by prior draws (a hedge when the region is
+        poor: they compete in the same ranking), clipped to the latent bound."""
+        n_global = int(round(self.global_fraction * len(Z)))
+        if n_global:
+            Z[:n_global] = self.rng.standard_normal((n_global, self.run.D))
+        return np.clip(Z, -self.bound, self.bound).astype(np.float32)
+
+    def _count(self, box: Any, improved: bool) -> bool:
+        """Success and failure counts of ``box`` (this strategy itself, or one of its
+        :class:`_Box` regions), doubling and halving its side; True when it must restart."""
+        if improved:
+            box.n_success += 1
+            box.n_failure = 0
+        else:
+            box.n_failure += 1
+            box.n_success = 0
+        if box.n_success >= self.success_tolerance:
+            box.length = min(2.0 * box.length, self.length_max)
+            box.n_success = 0
+        elif box.n_failure >= self.failure_tolerance:
+            box.length /= 2.0
+            box.n_failure = 0
+        if box.length < self.length_min:
+            self.restarts += 1
+            box.length = self.length_init
+            box.n_success = box.n_failure = 0
+            return True
+        return False
+
     def step(self) -> int:
         run = self.run
         data = run.data
@@ -253,6 +313,8 @@ class TrustRegion(Strategy):
         u = data.utilities(lam)
         if self.tuner is not None and self.tuner.due(run.n_calls()):
             self.tuner.update(data.arrays()[0], u, run.n_calls())
+        if self.regions:
+            return self._step_regions(lam, u)
         if lam is not None and self.center is not None:  # new weights: re-rank the center
             self.center_u = float(u[data.index[self.center]])
         if self.center is None:
@@ -260,21 +322,8 @@ class TrustRegion(Strategy):
         if self.center is None:
             return self._without_center(u)
         zc = data.arrays()[1][data.index[self.center]]
-        D = run.D
-        n_mut = int(round(self.mutation_fraction * self.n_candidates)) if self.mutator else 0
-        n_cross = int(round(self.crossover_fraction * self.n_candidates)) if self.crosser else 0
-        n_graph = int(round(self.graph_mutation_fraction * self.n_candidates)) if self.graph_mutator else 0
-        n = max(self.n_candidates - n_mut - n_cross - n_graph, 1)
-        mask = self.rng.random((n, D)) < self.perturb_prob
-        none = ~mask.any(1)
-        mask[none, self.rng.integers(D, size=int(none.sum()))] = True
-        delta = self.rng.uniform(-0.5, 0.5, (n, D)) * self.length * self._scales()
-        Z = zc + mask * delta
-        # a few prior draws compete in the same ranking: a hedge when the region is poor
-        n_global = int(round(self.global_fraction * n))
-        if n_global:
-            Z[:n_global] = self.rng.standard_normal((n_global, D))
-        Z = np.clip(Z, -self.bound, self.bound).astype(np.float32)
+        n, n_mut, n_cross, n_graph = self._latent_share()
+        Z = self._with_prior_draws(self._box_points(zc, self.length, n))
         cands = self._pool(Z, self.name, n_mut, n_cross, u, n_graph)
         new = self._rank_and_evaluate(cands, self.surrogate, u)
         # success: a better molecule than the center
@@ -285,9 +334,8 @@ class TrustRegion(Strategy):
             if np.isfinite(val):
                 best_new = max(best_new, float(val))
         tol = 1e-3 * max(1.0, abs(self.center_u))
-        if best_new > self.center_u + tol:
-            self.n_success += 1
-            self.n_failure = 0
+        improved = best_new > self.center_u + tol
+        if improved:
             self._choose_center(data.utilities(lam), restart=False)
         elif run.last_n_new < self.q and self.length < self.length_max:
             # the box decodes to too few unseen molecules (feasible or not): the decoder is
@@ -295,19 +343,85 @@ class TrustRegion(Strategy):
             self.length = min(2.0 * self.length, self.length_max)
             self.widened += 1
             return len(new)
-        else:
-            self.n_failure += 1
-            self.n_success = 0
-        if self.n_success >= self.success_tolerance:
-            self.length = min(2.0 * self.length, self.length_max)
-            self.n_success = 0
-        elif self.n_failure >= self.failure_tolerance:
-            self.length /= 2.0
-            self.n_failure = 0
-        if self.length < self.length_min:
-            self.restarts += 1
-            self.length = self.length_init
-            self.n_success = self.n_failure = 0
+        if self._count(self, improved):
             self._choose_center(data.utilities(lam), restart=True)
             logger.debug("trust region restarts around %s", self.center)
         return len(new)
+
+    # ------------------------------------------------------------------ several boxes
+    def _place(self, box: _Box, u: np.ndarray, restart: bool) -> None:
+        """Center ``box`` on one of the 50 best molecules that no other box is centered on,
+        preferring ones unlike the other centers: the best such one, or after a restart one of
+        the five best not used as a center before."""
+        smiles, Z, _, _ = self.run.data.arrays()
+        taken = [b.center for b in self.regions if b is not box and b.center]
+        ok = np.isfinite(u) & np.isfinite(Z).all(1)
+        order = [i for i in self._order(np.where(ok, u, -np.inf))[:50] if ok[i] and smiles[i] not in taken]
+        if taken and order:  # prefer molecules unlike the other centers (Tanimoto < 0.6)
+            sims = tanimoto_matrix(self.run.data.fingerprints([smiles[i] for i in order]),
+                                   self.run.data.fingerprints(taken)).max(1)
+            order = [i for i, sim in zip(order, sims) if sim < 0.6] or order
+        if restart:
+            order = [i for i in order if smiles[i] not in self.used_centers] or order
+        if not order:
+            box.center = None
+            return
+        i = int(order[int(self.rng.integers(min(len(order), 5)))] if restart else order[0])
+        box.center, box.center_u = smiles[i], float(u[i])
+        self.used_centers.append(box.center)
+
+    def _step_regions(self, lam: np.ndarray | None, u: np.ndarray) -> int:
+        run, data = self.run, self.run.data
+        for box in self.regions:
+            if box.center is None:
+                self._place(box, u, restart=False)
+            elif lam is not None:  # new weights: re-rank the center
+                box.center_u = float(u[data.index[box.center]])
+        live = [b for b in self.regions if b.center is not None]
+        if not live:
+            return self._without_center(u)
+        best = max(live, key=lambda b: b.center_u)
+        self.center, self.center_u, self.length = best.center, best.center_u, best.length  # edits, stats
+        n, n_mut, n_cross, n_graph = self._latent_share()
+        Zs = data.arrays()[1]
+        sizes = [len(part) for part in np.array_split(np.arange(n), len(live))]
+        Z = np.concatenate([self._box_points(Zs[data.index[b.center]], b.length, k) for b, k in zip(live, sizes) if k])
+        cands = self._pool(self._with_prior_draws(Z[self.rng.permutation(len(Z))]), self.name, n_mut, n_cross, u,
+                           n_graph)
+        new = self._rank_and_evaluate(cands, self.surrogate, u)
+        u = data.utilities(lam)
+        # each new feasible molecule counts for the box whose center it is most like
+        scored = [(r["smiles"], float(u[data.index[r["smiles"]]])) for r in new]
+        scored = [(s, v) for s, v in scored if np.isfinite(v)]
+        gains: dict[int, tuple[str, float]] = {}
+        if scored:
+            sims = tanimoto_matrix(data.fingerprints([s for s, _ in scored]), data.fingerprints([b.center for b in live]))
+            for (s, v), j in zip(scored, sims.argmax(1)):
+                if v > gains.get(int(j), ("", -math.inf))[1]:
+                    gains[int(j)] = (s, v)
+        moves = [gains.get(j, ("", -math.inf)) for j in range(len(live))]
+        improved = [v > b.center_u + 1e-3 * max(1.0, abs(b.center_u)) for b, (_, v) in zip(live, moves)]
+        if not any(improved) and run.last_n_new < self.q and min(b.length for b in live) < self.length_max:
+            for b in live:  # too few unseen molecules: widen every box, as a single box does
+                b.length = min(2.0 * b.length, self.length_max)
+            self.widened += 1
+            return len(new)
+        for box, (s, v), better in zip(live, moves, improved):
+            if better:
+                box.center, box.center_u = s, v
+            if self._count(box, better):
+                self._place(box, u, restart=True)
+        return len(new)
+
+
+class _Box:
+    """One of several trust regions: its center molecule and utility, side and counters."""
+
+    __slots__ = ("center", "center_u", "length", "n_success", "n_failure")
+
+    def __init__(self, length: float):
+        self.center: str | None = None
+        self.center_u = -math.inf
+        self.length = length
+        self.n_success = self.n_failure = 0
+
