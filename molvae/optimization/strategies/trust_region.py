@@ -390,9 +390,11 @@ class TrustRegion(Strategy):
                            n_graph)
         new = self._rank_and_evaluate(cands, self.surrogate, u)
         u = data.utilities(lam)
-        # each new feasible molecule counts for the box whose center it is most like
+        # each new feasible molecule with a latent point (one the model can encode: a box needs
+        # one to move there) counts for the box whose center it is most like
+        Zs = data.arrays()[1]
         scored = [(r["smiles"], float(u[data.index[r["smiles"]]])) for r in new]
-        scored = [(s, v) for s, v in scored if np.isfinite(v)]
+        scored = [(s, v) for s, v in scored if np.isfinite(v) and np.isfinite(Zs[data.index[s]]).all()]
         gains: dict[int, tuple[str, float]] = {}
         if scored:
             sims = tanimoto_matrix(data.fingerprints([s for s, _ in scored]), data.fingerprints([b.center for b in live]))

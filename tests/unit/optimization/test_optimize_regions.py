@@ -49,3 +49,20 @@ def test_n_regions_must_be_a_positive_integer(search_model, bad):
 
     with pytest.raises(ValueError, match="n_regions"):
         mv.optimize(search_model, "qed", budget=10, progress=False, n_regions=bad)
+
+
+def test_regions_never_center_on_a_molecule_the_model_cannot_encode(search_model):
+    """Edits and crossovers of a start outside the vocabulary (Si) keep the Si; here they score
+    best, so they beat every box's center: a box that moved onto one would have no latent
+    point to search around."""
+    import molvae as mv
+
+    start = "CC(C)(C)c1ccc(cc1)C(=O)NCC[Si](C)(C)C"
+
+    def si_first(smiles):
+        return [1.0 + 0.01 * len(s) if "Si" in s else 0.01 * len(s) for s in smiles]
+
+    res = mv.optimize(search_model, si_first, budget=150, seed=0, progress=False, start=[start], n_regions=3)
+    assert res.n_oracle_calls == 150
+    centers = [c for c in res.stats["region_centers"] if c is not None]
+    assert centers and not any("Si" in c for c in centers)
