@@ -150,21 +150,33 @@ class TrustRegion(Strategy):
                        finetune_nll=[(round(a, 3), round(b, 3)) for a, b in self.tuner.losses])
         return out
 
-    def _choose_center(self, u: np.ndarray, restart: bool) -> None:
+    def _pick_center(self, u: np.ndarray, restart: bool, top: int = 20,
+                     taken: list[str] | None = None) -> tuple[str, float] | None:
+        """The molecule (and its utility) to center a box on, recorded as used: among the ``top``
+        best feasible molecules the model can encode, leaving out ``taken`` (the other boxes'
+        centers) and preferring ones unlike them (Tanimoto < 0.6), the best one, or after a
+        restart one of the five best not used as a center before.  None: no such molecule."""
         smiles, Z, _, _ = self.run.data.arrays()
         ok = np.isfinite(u) & np.isfinite(Z).all(1)
-        if not ok.any():
-            self.center = None
-            return
-        order = [i for i in self._order(np.where(ok, u, -np.inf)) if ok[i]]
+        taken = taken or []
+        order = [i for i in self._order(np.where(ok, u, -np.inf))[:top] if ok[i] and smiles[i] not in taken]
+        if taken and order:
+            sims = tanimoto_matrix(self.run.data.fingerprints([smiles[i] for i in order]),
+                                   self.run.data.fingerprints(taken)).max(1)
+            order = [i for i, sim in zip(order, sims) if sim < 0.6] or order
+        if not order:
+            return None
         if restart:
-            fresh = [i for i in order[:20] if smiles[i] not in self.used_centers]
-            pool = fresh or order[:20]
+            pool = [i for i in order if smiles[i] not in self.used_centers] or order
             i = int(pool[int(self.rng.integers(min(len(pool), 5)))])
         else:
             i = int(order[0])
-        self.center, self.center_u = smiles[i], float(u[i])
-        self.used_centers.append(self.center)
+        self.used_centers.append(smiles[i])
+        return smiles[i], float(u[i])
+
+    def _choose_center(self, u: np.ndarray, restart: bool) -> None:
+        pick = self._pick_center(u, restart)
+        self.center, self.center_u = pick if pick else (None, self.center_u)
 
     def _order(self, u: np.ndarray) -> np.ndarray:
         """Indices by decreasing utility, equal utilities in random order."""
@@ -333,8 +345,7 @@ class TrustRegion(Strategy):
             val = u[data.index[rec["smiles"]]]
             if np.isfinite(val):
                 best_new = max(best_new, float(val))
-        tol = 1e-3 * max(1.0, abs(self.center_u))
-        improved = best_new > self.center_u + tol
+        improved = _improves(best_new, self.center_u)
         if improved:
             self._choose_center(data.utilities(lam), restart=False)
         elif run.last_n_new < self.q and self.length < self.length_max:
@@ -350,25 +361,10 @@ class TrustRegion(Strategy):
 
     # ------------------------------------------------------------------ several boxes
     def _place(self, box: _Box, u: np.ndarray, restart: bool) -> None:
-        """Center ``box`` on one of the 50 best molecules that no other box is centered on,
-        preferring ones unlike the other centers: the best such one, or after a restart one of
-        the five best not used as a center before."""
-        smiles, Z, _, _ = self.run.data.arrays()
+        """Center ``box`` on one of the 50 best molecules, away from the other boxes' centers."""
         taken = [b.center for b in self.regions if b is not box and b.center]
-        ok = np.isfinite(u) & np.isfinite(Z).all(1)
-        order = [i for i in self._order(np.where(ok, u, -np.inf))[:50] if ok[i] and smiles[i] not in taken]
-        if taken and order:  # prefer molecules unlike the other centers (Tanimoto < 0.6)
-            sims = tanimoto_matrix(self.run.data.fingerprints([smiles[i] for i in order]),
-                                   self.run.data.fingerprints(taken)).max(1)
-            order = [i for i, sim in zip(order, sims) if sim < 0.6] or order
-        if restart:
-            order = [i for i in order if smiles[i] not in self.used_centers] or order
-        if not order:
-            box.center = None
-            return
-        i = int(order[int(self.rng.integers(min(len(order), 5)))] if restart else order[0])
-        box.center, box.center_u = smiles[i], float(u[i])
-        self.used_centers.append(box.center)
+        pick = self._pick_center(u, restart, top=50, taken=taken)
+        box.center, box.center_u = pick if pick else (None, box.center_u)
 
     def _step_regions(self, lam: np.ndarray | None, u: np.ndarray) -> int:
         run, data = self.run, self.run.data
@@ -402,7 +398,7 @@ class TrustRegion(Strategy):
                 if v > gains.get(int(j), ("", -math.inf))[1]:
                     gains[int(j)] = (s, v)
         moves = [gains.get(j, ("", -math.inf)) for j in range(len(live))]
-        improved = [v > b.center_u + 1e-3 * max(1.0, abs(b.center_u)) for b, (_, v) in zip(live, moves)]
+        improved = [_improves(v, b.center_u) for b, (_, v) in zip(live, moves)]
         if not any(improved) and run.last_n_new < self.q and min(b.length for b in live) < self.length_max:
             for b in live:  # too few unseen molecules: widen every box, as a single box does
                 b.length = min(2.0 * b.length, self.length_max)
@@ -427,3 +423,7 @@ class _Box:
         self.length = length
         self.n_success = self.n_failure = 0
 
+
+def _improves(value: float, center_u: float) -> bool:
+    """Whether ``value`` beats a center's utility by more than a relative 1e-3 (a success)."""
+    return value > center_u + 1e-3 * max(1.0, abs(center_u))
