@@ -48,7 +48,19 @@ VARIANTS: dict[str, dict] = {
     "graph-0.05": dict(crossover_fraction=0.25, mutation_fraction=0.25, graph_mutation_fraction=0.05),
     # several trust regions at once (TuRBO-m), the default moves otherwise
     "regions-3": dict(crossover_fraction=0.25, mutation_fraction=0.25, n_regions=3),
+    # selection pressure: four times the candidates the GP ranks a round (512 by default), or
+    # crossover parents drawn from the 20 best molecules instead of the 50 best
+    "candidates-1024": dict(crossover_fraction=0.25, mutation_fraction=0.25, n_candidates=1024),
+    "candidates-2048": dict(crossover_fraction=0.25, mutation_fraction=0.25, n_candidates=2048),
+    "population-20": dict(crossover_fraction=0.25, mutation_fraction=0.25, population=20),
+    # the candidates a round does not score stay in the ranking 3 more rounds: a pool about as
+    # deep as candidates-2048 for the generation cost of 512 a round
+    "carry-3": dict(crossover_fraction=0.25, mutation_fraction=0.25, carry_rounds=3),
+    # rounds of 16 molecules instead of 32: twice the surrogate updates per call
+    "batch-16": dict(crossover_fraction=0.25, mutation_fraction=0.25, batch_size=16),
 }
+# variant keys that are options of the run, not of the strategy
+RUN_OPTIONS = ("batch_size",)
 
 
 def table(data: dict) -> str:
@@ -58,11 +70,11 @@ def table(data: dict) -> str:
     for cmd, commit, hw in sorted({(r["command"], r["commit"], r["hardware"]) for r in runs}):
         out.append(f"- `{cmd}`: commit {commit}; {hw}.")
     out.append("")
-    out.append("Variants (strategy options): " + "; ".join(
+    out.append("Variants (strategy options; `batch_size` is the run's): " + "; ".join(
         f"**{v}** `{', '.join(f'{k}={x}' for k, x in VARIANTS[v].items())}`" for v in VARIANTS
         if any(r["variant"] == v for r in runs)) + ". Everything else is the default trust region "
         "(512 candidates a round, 25% SELFIES edits, 10% of the latent ones prior draws, Tanimoto-GP Thompson "
-        "ranking, batch 32). AUC top-10 as PMO computes it, at the budget shown (not PMO's 10,000: ranks the "
+        "ranking, rounds of 32 molecules). AUC top-10 as PMO computes it, at the budget shown (not PMO's 10,000: ranks the "
         "moves, not comparable with published numbers); seconds are wall time of one run, fine-tuning included.")
     for budget in budgets:
         rs = [r for r in runs if r["budget"] == budget]
@@ -120,8 +132,10 @@ def main(argv: list[str] | None = None) -> None:
             for variant in args.variants:
                 for seed in args.seeds:
                     opts = dict(VARIANTS[variant])
-                    run_args = SimpleNamespace(budget=args.budget, strategy="trust_region", batch_size=32,
-                                               progress=False, set=[f"{k}={v}" for k, v in opts.items()])
+                    batch_size = opts.get("batch_size", 32)
+                    run_args = SimpleNamespace(budget=args.budget, strategy="trust_region", batch_size=batch_size,
+                                               progress=False,
+                                               set=[f"{k}={v}" for k, v in opts.items() if k not in RUN_OPTIONS])
                     load = os.getloadavg()[0]
                     t0 = time.time()
                     (out_dir / variant).mkdir(exist_ok=True)

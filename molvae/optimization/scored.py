@@ -108,13 +108,13 @@ class ScoredData:
 
     # ------------------------------------------------------------------ fingerprints
     def fingerprints(self, smiles: Sequence[str]) -> np.ndarray:
-        """Morgan bits (n, 2048) as float32 (zero rows where a SMILES does not parse), cached per molecule."""
+        """Morgan bits (n, 2048) as float32 (zero rows where a SMILES does not parse), cached per
+        molecule, packed (256 bytes each: a long run ranks hundreds of thousands of candidates)."""
         todo = list(dict.fromkeys(s for s in smiles if s not in self._fps))
         if todo:
-            bits, _ok = morgan_bits(todo)
+            bits, _ok = morgan_bits(todo, packed=True)
             for s, row in zip(todo, bits):
                 self._fps[s] = row
-        out = np.zeros((len(smiles), N_BITS), dtype=np.float32)
-        for i, s in enumerate(smiles):
-            out[i] = self._fps[s]
-        return out
+        if not len(smiles):
+            return np.zeros((0, N_BITS), dtype=np.float32)
+        return np.unpackbits(np.stack([self._fps[s] for s in smiles]), axis=1, count=N_BITS).astype(np.float32)

@@ -75,6 +75,7 @@ class TrustRegion(Strategy):
         finetune_top: int = 256,
         bound: float = 3.0,
         n_regions: int = 1,
+        carry_rounds: int = 0,
     ) -> None:
         super().__init__(run, rng, seed)
         if not 0.0 <= global_fraction < 1.0:
@@ -89,6 +90,8 @@ class TrustRegion(Strategy):
             raise ValueError("population must be >= 2")
         if int(n_regions) != n_regions or n_regions < 1:
             raise ValueError(f"n_regions must be an integer >= 1, got {n_regions}")
+        if int(carry_rounds) != carry_rounds or carry_rounds < 0:
+            raise ValueError(f"carry_rounds must be an integer >= 0, got {carry_rounds}")
         self.global_fraction = float(global_fraction)
         self.mutation_fraction = float(mutation_fraction)
         self.crossover_fraction = float(crossover_fraction)
@@ -138,10 +141,18 @@ class TrustRegion(Strategy):
         self.tie_rng = np.random.default_rng([int(seed), 7919])
         # n_regions > 1: the boxes (their centers are filled in by the first rounds)
         self.regions = [_Box(self.length_init) for _ in range(int(n_regions))] if n_regions > 1 else []
+        # carry_rounds > 0: the candidates a round did not score stay in the ranking that many
+        # more rounds (newest first), so the surrogate chooses from a pool several rounds deep
+        # for the cost of generating one round's candidates
+        self.carry_rounds = int(carry_rounds)
+        self._carried: list[list[Candidate]] = []
+        self.n_carried_scored = 0  # molecules scored from an earlier round's candidates
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"restarts": self.restarts, "widened": self.widened, "final_length": self.length,
                                "n_candidates": self.n_candidates}
+        if self.carry_rounds:
+            out.update(carry_rounds=self.carry_rounds, carried_scored=self.n_carried_scored)
         if self.regions:
             out.update(n_regions=len(self.regions), final_length=[b.length for b in self.regions],
                        region_centers=[b.center for b in self.regions])
@@ -358,6 +369,26 @@ class TrustRegion(Strategy):
             self._choose_center(data.utilities(lam), restart=True)
             logger.debug("trust region restarts around %s", self.center)
         return len(new)
+
+    def _rank_and_evaluate(self, cands: list[Candidate], surrogate: str | None, u: np.ndarray) -> list[dict]:
+        """The shared ranking, over this round's candidates and, with ``carry_rounds``, those
+        of the rounds before that are still unscored (a fresh copy of a molecule wins)."""
+        if not self.carry_rounds or surrogate is None:
+            return super()._rank_and_evaluate(cands, surrogate, u)
+        known = self.run.known
+        fresh = {c.smiles for c in cands}
+        seen = set(fresh)
+        pool = list(cands)
+        for old in self._carried:
+            for c in old:
+                if c.smiles not in seen and c.smiles not in known:
+                    seen.add(c.smiles)
+                    pool.append(c)
+        new = super()._rank_and_evaluate(pool, surrogate, u)
+        self.n_carried_scored += sum(r["smiles"] not in fresh for r in new)
+        self._carried.insert(0, cands)
+        del self._carried[self.carry_rounds:]
+        return new
 
     # ------------------------------------------------------------------ several boxes
     def _place(self, box: _Box, u: np.ndarray, restart: bool) -> None:
