@@ -95,6 +95,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
                         "(trust_region; 0 turns it off)")
     s.add_argument("--n-regions", type=int,
                    help="trust regions searched at once around distinct good molecules (trust_region; default 1)")
+    s.add_argument("--carry-rounds", type=int, metavar="ROUNDS",
+                   help="keep a round's unscored candidates in the ranking this many more rounds (trust_region; "
+                        "default 0)")
     s.add_argument("--batch-size", type=int, default=None,
                    help="molecules scored per round (default: 32; for the trust region budget // 24, at least 2)")
     s.add_argument("--storage", help="Optuna storage: sqlite:///study.db, postgresql://..., journal:///path.log")
@@ -149,7 +152,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         if args.strategy != "trust_region":
             raise ValueError("--surrogate applies to --strategy trust_region")
         kwargs["surrogate"] = None if args.surrogate == "none" else args.surrogate
-    for opt in ("crossover_fraction", "graph_mutation_fraction", "finetune_every", "n_regions"):
+    for opt in ("crossover_fraction", "graph_mutation_fraction", "finetune_every", "n_regions", "carry_rounds"):
         value = getattr(args, opt)
         if value is not None:
             if args.strategy != "trust_region":

@@ -47,7 +47,10 @@ Strategies (``strategy=``; the measurements behind the defaults are in ``docs/op
         to fewer than ``batch_size`` unseen molecules it is widened instead of counted as a
         failure.  ``n_regions=k`` (default 1) runs k boxes at once around distinct good
         molecules (TuRBO-m), one shared candidate ranking, each box with its own side,
-        counters and restarts (``stats["region_centers"]``).
+        counters and restarts (``stats["region_centers"]``).  ``carry_rounds=r`` (default 0)
+        keeps the candidates a round did not score in the ranking for r more rounds, so the
+        surrogate picks from a pool several rounds deep for one round's generation cost
+        (``stats["carried_scored"]`` counts the molecules scored from earlier rounds).
     ``"gradient"``
         LIMO-style: fit an :class:`~molvae.predictors.mlp.MLPEnsemble` on (latent mean, score),
         run gradient ascent from the best molecules plus noise (many starts at once),

@@ -126,6 +126,8 @@ def test_optimize_argument_errors_exit_2(model_args, argv, message, capsys):
          "--graph-mutation-fraction applies to --strategy trust_region"),
         (["--graph-mutation-fraction", "0.8"],
          "mutation_fraction + crossover_fraction + graph_mutation_fraction must be <= 1"),
+        (["--carry-rounds", "2", "--strategy", "optuna"], "--carry-rounds applies to --strategy trust_region"),
+        (["--carry-rounds", "-1"], "carry_rounds must be an integer >= 0"),
         (["--min-similarity", "0.4"], "min_similarity needs reference molecules"),
         (["--start", "not_a_smiles"], "none of the start molecules can be parsed"),
         (["--smarts", "[[["], "invalid SMARTS"),

@@ -16,9 +16,7 @@ after ``success_tolerance`` successful rounds, halves after ``failure_tolerance`
 ones, restarts around another good molecule below ``length_min``, and is widened instead of
 counted as a failure when it decodes to fewer than ``batch_size`` unseen molecules.  With
 ``n_regions`` > 1 (TuRBO-m, Eriksson et al. 2019) that many boxes run at once around distinct
-good molecules, sharing one candidate pool and one ranking: each scored molecule counts for the
-box whose center it is most similar to (Tanimoto), and each box grows, shrinks, moves to its
-own best molecule and restarts by itself.  Until a
+good molecules, sharing one candidate pool and one ranking (:mod:`molvae.optimization.strategies.regions`).  Until a
 scored molecule can be encoded (start molecules outside the model's vocabulary or too long),
 there is no box: rounds are edits and crossovers of the scored molecules and a few prior draws.
 """
@@ -40,6 +38,7 @@ from molvae.optimization.graph_mutations import GraphMutator
 from molvae.optimization.mutations import SelfiesMutator
 from molvae.optimization.session import Run
 from molvae.optimization.strategies.base import Strategy
+from molvae.optimization.strategies.regions import Box, improves, step_regions
 from molvae.optimization.surrogates import check_surrogate
 
 __all__ = ["TrustRegion"]
@@ -140,7 +139,7 @@ class TrustRegion(Strategy):
         # unchanged: otherwise the same first-scored molecules would stay "best" for a whole run
         self.tie_rng = np.random.default_rng([int(seed), 7919])
         # n_regions > 1: the boxes (their centers are filled in by the first rounds)
-        self.regions = [_Box(self.length_init) for _ in range(int(n_regions))] if n_regions > 1 else []
+        self.regions = [Box(self.length_init) for _ in range(int(n_regions))] if n_regions > 1 else []
         # carry_rounds > 0: the candidates a round did not score stay in the ranking that many
         # more rounds (newest first), so the surrogate chooses from a pool several rounds deep
         # for the cost of generating one round's candidates
@@ -309,7 +308,7 @@ class TrustRegion(Strategy):
 
     def _count(self, box: Any, improved: bool) -> bool:
         """Success and failure counts of ``box`` (this strategy itself, or one of its
-        :class:`_Box` regions), doubling and halving its side; True when it must restart."""
+        :class:`~molvae.optimization.strategies.regions.Box` regions), doubling and halving its side; True when it must restart."""
         if improved:
             box.n_success += 1
             box.n_failure = 0
@@ -337,7 +336,7 @@ class TrustRegion(Strategy):
         if self.tuner is not None and self.tuner.due(run.n_calls()):
             self.tuner.update(data.arrays()[0], u, run.n_calls())
         if self.regions:
-            return self._step_regions(lam, u)
+            return step_regions(self, lam, u)
         if lam is not None and self.center is not None:  # new weights: re-rank the center
             self.center_u = float(u[data.index[self.center]])
         if self.center is None:
@@ -356,7 +355,7 @@ class TrustRegion(Strategy):
             val = u[data.index[rec["smiles"]]]
             if np.isfinite(val):
                 best_new = max(best_new, float(val))
-        improved = _improves(best_new, self.center_u)
+        improved = improves(best_new, self.center_u)
         if improved:
             self._choose_center(data.utilities(lam), restart=False)
         elif run.last_n_new < self.q and self.length < self.length_max:
@@ -389,72 +388,3 @@ class TrustRegion(Strategy):
         self._carried.insert(0, cands)
         del self._carried[self.carry_rounds:]
         return new
-
-    # ------------------------------------------------------------------ several boxes
-    def _place(self, box: _Box, u: np.ndarray, restart: bool) -> None:
-        """Center ``box`` on one of the 50 best molecules, away from the other boxes' centers."""
-        taken = [b.center for b in self.regions if b is not box and b.center]
-        pick = self._pick_center(u, restart, top=50, taken=taken)
-        box.center, box.center_u = pick if pick else (None, box.center_u)
-
-    def _step_regions(self, lam: np.ndarray | None, u: np.ndarray) -> int:
-        run, data = self.run, self.run.data
-        for box in self.regions:
-            if box.center is None:
-                self._place(box, u, restart=False)
-            elif lam is not None:  # new weights: re-rank the center
-                box.center_u = float(u[data.index[box.center]])
-        live = [b for b in self.regions if b.center is not None]
-        if not live:
-            return self._without_center(u)
-        best = max(live, key=lambda b: b.center_u)
-        self.center, self.center_u, self.length = best.center, best.center_u, best.length  # edits, stats
-        n, n_mut, n_cross, n_graph = self._latent_share()
-        Zs = data.arrays()[1]
-        sizes = [len(part) for part in np.array_split(np.arange(n), len(live))]
-        Z = np.concatenate([self._box_points(Zs[data.index[b.center]], b.length, k) for b, k in zip(live, sizes) if k])
-        cands = self._pool(self._with_prior_draws(Z[self.rng.permutation(len(Z))]), self.name, n_mut, n_cross, u,
-                           n_graph)
-        new = self._rank_and_evaluate(cands, self.surrogate, u)
-        u = data.utilities(lam)
-        # each new feasible molecule with a latent point (one the model can encode: a box needs
-        # one to move there) counts for the box whose center it is most like
-        Zs = data.arrays()[1]
-        scored = [(r["smiles"], float(u[data.index[r["smiles"]]])) for r in new]
-        scored = [(s, v) for s, v in scored if np.isfinite(v) and np.isfinite(Zs[data.index[s]]).all()]
-        gains: dict[int, tuple[str, float]] = {}
-        if scored:
-            sims = tanimoto_matrix(data.fingerprints([s for s, _ in scored]), data.fingerprints([b.center for b in live]))
-            for (s, v), j in zip(scored, sims.argmax(1)):
-                if v > gains.get(int(j), ("", -math.inf))[1]:
-                    gains[int(j)] = (s, v)
-        moves = [gains.get(j, ("", -math.inf)) for j in range(len(live))]
-        improved = [_improves(v, b.center_u) for b, (_, v) in zip(live, moves)]
-        if not any(improved) and run.last_n_new < self.q and min(b.length for b in live) < self.length_max:
-            for b in live:  # too few unseen molecules: widen every box, as a single box does
-                b.length = min(2.0 * b.length, self.length_max)
-            self.widened += 1
-            return len(new)
-        for box, (s, v), better in zip(live, moves, improved):
-            if better:
-                box.center, box.center_u = s, v
-            if self._count(box, better):
-                self._place(box, u, restart=True)
-        return len(new)
-
-
-class _Box:
-    """One of several trust regions: its center molecule and utility, side and counters."""
-
-    __slots__ = ("center", "center_u", "length", "n_success", "n_failure")
-
-    def __init__(self, length: float):
-        self.center: str | None = None
-        self.center_u = -math.inf
-        self.length = length
-        self.n_success = self.n_failure = 0
-
-
-def _improves(value: float, center_u: float) -> bool:
-    """Whether ``value`` beats a center's utility by more than a relative 1e-3 (a success)."""
-    return value > center_u + 1e-3 * max(1.0, abs(center_u))
