@@ -117,3 +117,18 @@ def test_a_two_layer_decoder_trains_and_samples(tmp_path):
     assert df.valid.all() and all(to_mol(s) is not None for s in df.smiles)
     again = MolVAE.load(tmp_path / "run" / "best.pt", device="cpu").sample(40, seed=0, progress=False, faithful=False)
     pd.testing.assert_frame_equal(df, again)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_that_only_emulates_it_is_honoured_with_a_warning(monkeypatch, caplog, native):
+    from molvae.training import schedules
+
+    monkeypatch.setattr(schedules, "native_bf16", lambda device: native)
+    cpu = torch.device("cpu")
+    with caplog.at_level("WARNING", logger="molvae.training.schedules"):
+        assert schedules.use_bf16("bf16", cpu) is True
+        assert schedules.use_bf16("auto", cpu) is False and schedules.use_bf16("fp32", cpu) is False
+    warned = [r.getMessage() for r in caplog.records if "without native bfloat16" in r.getMessage()]
+    assert len(warned) == (0 if native else 1)
+    with pytest.raises(ValueError, match="unknown precision"):
+        schedules.use_bf16("fp16", cpu)
