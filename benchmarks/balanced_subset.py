@@ -1,4 +1,6 @@
-"""A property-balanced subset of MOSES train, for stage 3 of the shipped conditional model.
+"""A property-balanced subset of MOSES train, to fine-tune a conditional model on.
+
+(benchmarks/train_conditional_stage3.toml: an experiment, not shipped.)
 
     python benchmarks/balanced_subset.py [--pool 600000] [--n 250000] [--seed 5] [--alpha 0.5]
                                          --out runs/moses_conditional_s3/balanced.csv

@@ -1,4 +1,4 @@
-"""benchmarks/balanced_subset.py: the property-balanced draw behind the conditional model's stage 3."""
+"""benchmarks/balanced_subset.py: the property-balanced draw of the stage-3 conditional experiment."""
 
 from __future__ import annotations
 
