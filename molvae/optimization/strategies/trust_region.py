@@ -16,9 +16,10 @@ after ``success_tolerance`` successful rounds, halves after ``failure_tolerance`
 ones, restarts around another good molecule below ``length_min``, and is widened instead of
 counted as a failure when it decodes to fewer than ``batch_size`` unseen molecules.  With
 ``n_regions`` > 1 (TuRBO-m, Eriksson et al. 2019) that many boxes run at once around distinct
-good molecules, sharing one candidate pool and one ranking (:mod:`molvae.optimization.strategies.regions`).  Until a
-scored molecule can be encoded (start molecules outside the model's vocabulary or too long),
-there is no box: rounds are edits and crossovers of the scored molecules and a few prior draws.
+good molecules, sharing one candidate pool and one ranking
+(:mod:`molvae.optimization.strategies.regions`).  Until a scored molecule can be encoded
+(start molecules outside the model's vocabulary or too long), there is no box: rounds are
+edits and crossovers of the scored molecules and a few prior draws.
 """
 
 from __future__ import annotations
@@ -307,8 +308,9 @@ class TrustRegion(Strategy):
         return np.clip(Z, -self.bound, self.bound).astype(np.float32)
 
     def _count(self, box: Any, improved: bool) -> bool:
-        """Success and failure counts of ``box`` (this strategy itself, or one of its
-        :class:`~molvae.optimization.strategies.regions.Box` regions), doubling and halving its side; True when it must restart."""
+        """Success and failure counts of ``box`` (this strategy itself, or one of its regions, a
+        :class:`~molvae.optimization.strategies.regions.Box`), doubling and halving its side;
+        True when it must restart."""
         if improved:
             box.n_success += 1
             box.n_failure = 0
