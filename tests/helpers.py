@@ -1,10 +1,13 @@
 """Plain helpers shared by the tests: tiny model sizes and training settings, ZINC molecules,
-teacher-forced log-probabilities.  Fixtures live in ``conftest.py``, not here.
+teacher-forced log-probabilities, the benchmark scripts as modules.  Fixtures live in ``conftest.py``, not here.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -69,3 +72,19 @@ def sequence_log_prob(model, z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor
     inputs, targets = ids[:, :-1], ids[:, 1:]
     lp = masked_log_probs(model, z, inputs).gather(2, targets.unsqueeze(2)).squeeze(2)
     return torch.where(targets != pad, lp, torch.zeros_like(lp)).sum(dim=1)
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """``benchmarks/<name>.py`` imported as a module (with ``benchmarks/`` on the path while it loads)."""
+    path = BENCHMARKS / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import load_benchmark
 
 from molvae.data.datasets import load_dataset
 from molvae.properties import compute
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "balanced_subset.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("balanced_subset_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bs = _load_script()
+bs = load_benchmark("balanced_subset")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import load_benchmark
 
 import molvae as mv
 from molvae.optimization.run import default_batch_size
@@ -19,14 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "constrained_logp.py"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("constrained_logp_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-cl = _load_script()
+cl = load_benchmark("constrained_logp")
 
 START = "C[C@@H](N)c1ccccc1O"  # score -1 below; its stereoisomer and stereo-free copy are not modifications
 

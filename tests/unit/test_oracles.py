@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_benchmark
 from rdkit import Chem, DataStructs
 from rdkit.Chem import QED, rdFingerprintGenerator
 
@@ -243,16 +244,7 @@ def test_pmo_script_quick_mode(tmp_path):
 
 
 def _pmo_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("pmo_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return module
+    return load_benchmark("pmo")
 
 
 def test_pmo_script_strategy_options_are_typed_and_part_of_the_setting():
