@@ -56,6 +56,8 @@ class TrustRegion(Strategy):
         rng: np.random.Generator,
         seed: int,
         n_candidates: int | None = None,
+        early_candidates: int | None = None,
+        early_calls: int = 3000,
         surrogate: str | None = "tanimoto",
         length_init: float = 1.0,
         length_min: float = 0.1,
@@ -121,6 +123,16 @@ class TrustRegion(Strategy):
         self.n_candidates = int(n_candidates) if n_candidates is not None else (256 if self.q <= 2 else 512)
         if self.n_candidates < 1:
             raise ValueError(f"n_candidates must be >= 1, got {n_candidates}")
+        # early_candidates: a larger pool (more selection pressure) while fewer than
+        # ``early_calls`` molecules are scored, when the top of the run moves fastest, at the
+        # optimizer cost of a large pool for that part of the run only
+        if early_candidates is not None and int(early_candidates) < 1:
+            raise ValueError(f"early_candidates must be >= 1, got {early_candidates}")
+        if int(early_calls) < 0:
+            raise ValueError(f"early_calls must be >= 0, got {early_calls}")
+        self.late_candidates = self.n_candidates
+        self.early_candidates = int(early_candidates) if early_candidates is not None else None
+        self.early_calls = int(early_calls)
         self.surrogate = surrogate
         self.length_init, self.length_min, self.length_max = float(length_init), float(length_min), float(length_max)
         self.length = self.length_init
@@ -151,6 +163,8 @@ class TrustRegion(Strategy):
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"restarts": self.restarts, "widened": self.widened, "final_length": self.length,
                                "n_candidates": self.n_candidates}
+        if self.early_candidates is not None:
+            out.update(early_candidates=self.early_candidates, early_calls=self.early_calls)
         if self.carry_rounds:
             out.update(carry_rounds=self.carry_rounds, carried_scored=self.n_carried_scored)
         if self.regions:
@@ -333,6 +347,9 @@ class TrustRegion(Strategy):
     def step(self) -> int:
         run = self.run
         data = run.data
+        if self.early_candidates is not None:
+            early = run.n_calls() < self.early_calls
+            self.n_candidates = self.early_candidates if early else self.late_candidates
         lam = self.scalarization()
         u = data.utilities(lam)
         if self.tuner is not None and self.tuner.due(run.n_calls()):
