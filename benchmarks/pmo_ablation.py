@@ -56,6 +56,9 @@ VARIANTS: dict[str, dict] = {
     # the candidates a round does not score stay in the ranking 3 more rounds: a pool about as
     # deep as candidates-2048 for the generation cost of 512 a round
     "carry-3": dict(crossover_fraction=0.25, mutation_fraction=0.25, carry_rounds=3),
+    # substituent swaps (molvae.optimization.substituents) out of the latent points' share
+    "substituent-0.05": dict(crossover_fraction=0.25, mutation_fraction=0.25, substituent_fraction=0.05),
+    "substituent-0.1": dict(crossover_fraction=0.25, mutation_fraction=0.25, substituent_fraction=0.1),
     # rounds of 16 molecules instead of 32: twice the surrogate updates per call
     "batch-16": dict(crossover_fraction=0.25, mutation_fraction=0.25, batch_size=16),
 }

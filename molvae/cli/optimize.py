@@ -90,6 +90,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     s.add_argument("--graph-mutation-fraction", type=float,
                    help="share of each round's candidates made by one-move graph mutations of the best molecules "
                         "(trust_region; default 0)")
+    s.add_argument("--substituent-fraction", type=float,
+                   help="share of each round's candidates made by substituent swaps on the best molecules "
+                        "(trust_region; default 0)")
     s.add_argument("--finetune-every", type=int, metavar="CALLS",
                    help="fine-tune a copy of the decoder on the best molecules every CALLS oracle calls "
                         "(trust_region; 0 turns it off)")
@@ -98,6 +101,13 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
     s.add_argument("--carry-rounds", type=int, metavar="ROUNDS",
                    help="keep a round's unscored candidates in the ranking this many more rounds (trust_region; "
                         "default 0)")
+    s.add_argument("--n-candidates", type=int, metavar="N",
+                   help="candidates the surrogate ranks a round (trust_region; default 512, 256 for rounds of 1-2)")
+    s.add_argument("--early-candidates", type=int, metavar="N",
+                   help="candidates ranked a round while fewer than --early-calls molecules are scored "
+                        "(trust_region; default: --n-candidates throughout)")
+    s.add_argument("--early-calls", type=int, metavar="CALLS",
+                   help="oracle calls that --early-candidates applies to (trust_region; default 3000)")
     s.add_argument("--batch-size", type=int, default=None,
                    help="molecules scored per round (default: 32; for the trust region budget // 24, at least 2)")
     s.add_argument("--storage", help="Optuna storage: sqlite:///study.db, postgresql://..., journal:///path.log")
@@ -152,7 +162,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         if args.strategy != "trust_region":
             raise ValueError("--surrogate applies to --strategy trust_region")
         kwargs["surrogate"] = None if args.surrogate == "none" else args.surrogate
-    for opt in ("crossover_fraction", "graph_mutation_fraction", "finetune_every", "n_regions", "carry_rounds"):
+    for opt in ("crossover_fraction", "graph_mutation_fraction", "substituent_fraction", "finetune_every",
+                "n_regions", "carry_rounds", "n_candidates", "early_candidates", "early_calls"):
         value = getattr(args, opt)
         if value is not None:
             if args.strategy != "trust_region":

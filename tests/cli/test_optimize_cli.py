@@ -126,8 +126,13 @@ def test_optimize_argument_errors_exit_2(model_args, argv, message, capsys):
          "--graph-mutation-fraction applies to --strategy trust_region"),
         (["--graph-mutation-fraction", "0.8"],
          "mutation_fraction + crossover_fraction + graph_mutation_fraction must be <= 1"),
+        (["--substituent-fraction", "0.1", "--strategy", "gradient"],
+         "--substituent-fraction applies to --strategy trust_region"),
         (["--carry-rounds", "2", "--strategy", "optuna"], "--carry-rounds applies to --strategy trust_region"),
         (["--carry-rounds", "-1"], "carry_rounds must be an integer >= 0"),
+        (["--early-candidates", "1024", "--strategy", "optuna"], "--early-candidates applies to --strategy trust_region"),
+        (["--early-candidates", "0"], "early_candidates must be >= 1"),
+        (["--n-candidates", "0"], "n_candidates must be >= 1"),
         (["--min-similarity", "0.4"], "min_similarity needs reference molecules"),
         (["--start", "not_a_smiles"], "none of the start molecules can be parsed"),
         (["--smarts", "[[["], "invalid SMARTS"),
@@ -146,13 +151,14 @@ def test_optimize_usage_errors_exit_2_with_one_line(model_args, tmp_path, argv, 
 def test_optimize_with_crossover_and_decoder_fine_tuning(model_args, tmp_path, capsys):
     out = tmp_path / "out.csv"
     code = main(["optimize", *model_args, "--objective", "qed", "--budget", "90", "--batch-size", "15",
-                 "--crossover-fraction", "0.4", "--graph-mutation-fraction", "0.2", "--finetune-every", "40",
+                 "--crossover-fraction", "0.4", "--graph-mutation-fraction", "0.2", "--substituent-fraction", "0.1",
+                 "--finetune-every", "40",
                  "-o", str(out)])
     assert code == 0
     hist = pd.read_csv(out)
     assert (hist["status"] == "scored").sum() == 90
     sources = set(hist.loc[hist["status"] == "scored", "source"])
-    assert {"crossover", "graph_mutation"} <= sources, sources
+    assert {"crossover", "graph_mutation", "substituent"} <= sources, sources
 
 
 def test_optimize_with_a_missing_model_exits_2(tmp_path, capsys):
@@ -178,3 +184,21 @@ def test_python_m_molvae_optimize(search_model_path, tmp_path):
                           "--objective", "nothing_known", "-q"], capture_output=True, text=True, env=env, timeout=600)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("molvae optimize: error: unknown objective 'nothing_known'")
+
+
+def test_optimize_passes_the_pool_sizes_to_the_trust_region(model_args, tmp_path, monkeypatch):
+    import molvae.optimization as opt
+
+    seen = {}
+    real = opt.optimize
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(opt, "optimize", spy)
+    out = tmp_path / "out.csv"
+    assert main(["optimize", *model_args, "--objective", "qed", "--budget", "40", "--batch-size", "8",
+                 "--n-candidates", "32", "--early-candidates", "96", "--early-calls", "16", "-q", "-o", str(out)]) == 0
+    assert (seen["n_candidates"], seen["early_candidates"], seen["early_calls"]) == (32, 96, 16)
+    assert (pd.read_csv(out)["status"] == "scored").sum() == 40

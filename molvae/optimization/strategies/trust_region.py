@@ -38,6 +38,7 @@ from molvae.optimization.finetune import DecoderTuner
 from molvae.optimization.graph_mutations import GraphMutator
 from molvae.optimization.mutations import SelfiesMutator
 from molvae.optimization.session import Run
+from molvae.optimization.substituents import SubstituentMutator
 from molvae.optimization.strategies.base import Strategy
 from molvae.optimization.strategies.regions import Box, improves, step_regions
 from molvae.optimization.surrogates import check_surrogate
@@ -70,6 +71,7 @@ class TrustRegion(Strategy):
         mutation_fraction: float = 0.25,
         crossover_fraction: float = 0.25,
         graph_mutation_fraction: float = 0.0,
+        substituent_fraction: float = 0.0,
         population: int = 50,
         crossover_max_atoms: int | None = None,
         finetune_every: int | None = None,
@@ -83,11 +85,13 @@ class TrustRegion(Strategy):
         if not 0.0 <= global_fraction < 1.0:
             raise ValueError("global_fraction must be within [0, 1)")
         for name, f in (("mutation_fraction", mutation_fraction), ("crossover_fraction", crossover_fraction),
-                        ("graph_mutation_fraction", graph_mutation_fraction)):
+                        ("graph_mutation_fraction", graph_mutation_fraction),
+                        ("substituent_fraction", substituent_fraction)):
             if not 0.0 <= f <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
-        if mutation_fraction + crossover_fraction + graph_mutation_fraction > 1.0:
-            raise ValueError("mutation_fraction + crossover_fraction + graph_mutation_fraction must be <= 1")
+        if mutation_fraction + crossover_fraction + graph_mutation_fraction + substituent_fraction > 1.0:
+            raise ValueError("mutation_fraction + crossover_fraction + graph_mutation_fraction + substituent_fraction "
+                             "must be <= 1")
         if population < 2:
             raise ValueError("population must be >= 2")
         if int(n_regions) != n_regions or n_regions < 1:
@@ -98,6 +102,7 @@ class TrustRegion(Strategy):
         self.mutation_fraction = float(mutation_fraction)
         self.crossover_fraction = float(crossover_fraction)
         self.graph_mutation_fraction = float(graph_mutation_fraction)
+        self.substituent_fraction = float(substituent_fraction)
         self.population = int(population)
         self.mutator = SelfiesMutator(run.model.tokenizer, rng) if mutation_fraction > 0 else None
         # children beyond about 2/3 of the token limit rarely encode; a run's max_heavy_atoms wins
@@ -107,6 +112,7 @@ class TrustRegion(Strategy):
                      or 2 * run.model.tokenizer.max_length // 3)
         self.crosser = GraphCrossover(rng, max_heavy_atoms=max_atoms) if crossover_fraction > 0 else None
         self.graph_mutator = GraphMutator(rng, max_heavy_atoms=max_atoms) if graph_mutation_fraction > 0 else None
+        self.substituter = SubstituentMutator(rng, max_heavy_atoms=max_atoms) if substituent_fraction > 0 else None
         self.tuner = None
         if finetune_every:
             run.model = copy.deepcopy(run.model)  # the user's model is left as it is
@@ -240,10 +246,13 @@ class TrustRegion(Strategy):
         return run.check([Candidate(s, source="crossover") for s in out])
 
     def _pool(self, Z: np.ndarray, source: str, n_mut: int, n_cross: int, u: np.ndarray,
-              n_graph: int = 0) -> list[Candidate]:
+              n_graph: int = 0, n_sub: int | None = None) -> list[Candidate]:
         """A round's candidates: the molecules decoded from ``Z``, ``n_mut`` SELFIES edits, ``n_cross``
-        crossovers and ``n_graph`` graph mutations; ``run.last_n_new`` counts the new molecules of all."""
+        crossovers, ``n_graph`` graph mutations and ``n_sub`` substituent swaps (None: the share
+        of ``substituent_fraction``); ``run.last_n_new`` counts the new molecules of all."""
         run = self.run
+        if n_sub is None:
+            n_sub = self._n_sub()
         cands = run.screen(Z, source)
         n_new = run.last_n_new
         if n_mut:
@@ -255,6 +264,9 @@ class TrustRegion(Strategy):
         if n_graph:
             cands += self._mutants(n_graph, u, self.graph_mutator, "graph_mutation")
             n_new += self.graph_mutator.last_n_new
+        if n_sub:
+            cands += self._mutants(n_sub, u, self.substituter, "substituent")
+            n_new += self.substituter.last_n_new
         run.last_n_new = n_new
         return cands
 
@@ -275,25 +287,29 @@ class TrustRegion(Strategy):
         rarely satisfy a similarity constraint to such a start.  Before anything is scored: prior draws."""
         run = self.run
         n_edit = 0
-        if run.data.smiles and (self.mutator or self.crosser or self.graph_mutator):
+        if run.data.smiles and (self.mutator or self.crosser or self.graph_mutator or self.substituter):
             n_edit = self.n_candidates - int(round(self.global_fraction * self.n_candidates))
         # the edits split in proportion to the fractions (crossover needs two feasible parents)
         cross = self.crossover_fraction if self.crosser and np.isfinite(u).sum() >= 2 else 0.0
         mut = self.mutation_fraction if self.mutator else 0.0
         graph = self.graph_mutation_fraction if self.graph_mutator else 0.0
-        total = cross + mut + graph
+        sub = self.substituent_fraction if self.substituter else 0.0
+        total = cross + mut + graph + sub
         if n_edit and total == 0:  # only a crossover, and fewer than two feasible parents
             n_edit = 0
         n_cross = int(round(cross / total * n_edit)) if n_edit else 0
         n_graph = int(round(graph / total * n_edit)) if n_edit else 0
-        n_mut = n_edit - n_cross - n_graph
+        n_sub = int(round(sub / total * n_edit)) if n_edit else 0
+        n_mut = n_edit - n_cross - n_graph - n_sub
         if not mut:  # no SELFIES edits: the rounding remainder goes to a source that is on
-            if graph:
+            if sub and not graph:
+                n_sub, n_mut = n_sub + n_mut, 0
+            elif graph:
                 n_graph, n_mut = n_graph + n_mut, 0
             else:
                 n_cross, n_mut = n_cross + n_mut, 0
         Z = self.rng.standard_normal((self.n_candidates - n_edit, run.D)).astype(np.float32)
-        cands = self._pool(Z, "prior", n_mut, n_cross, u, n_graph)
+        cands = self._pool(Z, "prior", n_mut, n_cross, u, n_graph, n_sub)
         return len(self._rank_and_evaluate(cands, self.surrogate if n_edit else None, u))
 
     def _box_points(self, zc: np.ndarray, length: float, n: int) -> np.ndarray:
@@ -306,12 +322,17 @@ class TrustRegion(Strategy):
         delta = self.rng.uniform(-0.5, 0.5, (n, D)) * length * self._scales()
         return zc + mask * delta
 
+    def _n_sub(self) -> int:
+        """The substituent swaps of a round with a box (``substituent_fraction`` of the candidates)."""
+        return int(round(self.substituent_fraction * self.n_candidates)) if self.substituter else 0
+
     def _latent_share(self) -> tuple[int, int, int, int]:
-        """How a round's candidates split: latent points, SELFIES edits, crossovers, graph mutations."""
+        """How a round's candidates split: latent points, SELFIES edits, crossovers, graph
+        mutations (the substituent swaps, :meth:`_n_sub`, come out of the latent points' share)."""
         n_mut = int(round(self.mutation_fraction * self.n_candidates)) if self.mutator else 0
         n_cross = int(round(self.crossover_fraction * self.n_candidates)) if self.crosser else 0
         n_graph = int(round(self.graph_mutation_fraction * self.n_candidates)) if self.graph_mutator else 0
-        return max(self.n_candidates - n_mut - n_cross - n_graph, 1), n_mut, n_cross, n_graph
+        return max(self.n_candidates - n_mut - n_cross - n_graph - self._n_sub(), 1), n_mut, n_cross, n_graph
 
     def _with_prior_draws(self, Z: np.ndarray) -> np.ndarray:
         """``global_fraction`` of the rows replaced by prior draws (a hedge when the region is
