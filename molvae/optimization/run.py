@@ -51,6 +51,11 @@ Strategies (``strategy=``; the measurements behind the defaults are in ``docs/op
         keeps the candidates a round did not score in the ranking for r more rounds, so the
         surrogate picks from a pool several rounds deep for one round's generation cost
         (``stats["carried_scored"]`` counts the molecules scored from earlier rounds).
+        ``early_candidates=M`` (default off) ranks M candidates a round instead of
+        ``n_candidates`` while fewer than ``early_calls`` (3000) molecules are scored.
+        ``graph_mutation_fraction`` and ``substituent_fraction`` (default 0) add one-move graph
+        mutations (:mod:`~molvae.optimization.graph_mutations`) and substituent swaps
+        (:mod:`~molvae.optimization.substituents`: F -> CF3, H -> OMe, ...) of the best molecules.
     ``"gradient"``
         LIMO-style: fit an :class:`~molvae.predictors.mlp.MLPEnsemble` on (latent mean, score),
         run gradient ascent from the best molecules plus noise (many starts at once),

@@ -125,7 +125,7 @@ def test_optimize_argument_errors_exit_2(model_args, argv, message, capsys):
         (["--graph-mutation-fraction", "0.2", "--strategy", "optuna"],
          "--graph-mutation-fraction applies to --strategy trust_region"),
         (["--graph-mutation-fraction", "0.8"],
-         "mutation_fraction + crossover_fraction + graph_mutation_fraction must be <= 1"),
+         "mutation_fraction + crossover_fraction + graph_mutation_fraction + substituent_fraction must be <= 1"),
         (["--substituent-fraction", "0.1", "--strategy", "gradient"],
          "--substituent-fraction applies to --strategy trust_region"),
         (["--carry-rounds", "2", "--strategy", "optuna"], "--carry-rounds applies to --strategy trust_region"),
