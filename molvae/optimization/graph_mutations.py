@@ -56,6 +56,17 @@ def _free(atom: Chem.Atom) -> int:
     return 0 if v is None or atom.GetFormalCharge() else max(v - _used(atom), 0)
 
 
+def new_children(child: Any, parents: Sequence[str], exclude: Mapping[str, Any] | set[str]) -> list[str]:
+    """``child(p)`` for each parent, keeping the new ones (not None, not in ``exclude``, no repeats)."""
+    out: dict[str, None] = {}
+    with quiet_rdkit():
+        for p in parents:
+            smi = child(p)
+            if smi and smi not in exclude and smi not in out:
+                out[smi] = None
+    return list(out)
+
+
 class GraphMutator:
     """One-move graph mutations (:data:`MOVES`) of parent molecules, as new canonical SMILES."""
 
@@ -202,11 +213,6 @@ class GraphMutator:
 
     def mutate(self, parents: Sequence[str], exclude: Mapping[str, Any] | set[str]) -> list[str]:
         """New mutants (not in ``exclude``, not a parent, no repeats) of ``parents``, one try-set each."""
-        out: dict[str, None] = {}
-        with quiet_rdkit():
-            for p in parents:
-                smi = self.child(p)
-                if smi and smi not in exclude and smi not in out:
-                    out[smi] = None
+        out = new_children(self.child, parents, exclude)
         self.last_n_new = len(out)
-        return list(out)
+        return out

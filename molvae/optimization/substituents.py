@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from rdkit import Chem
 
-from molvae.chem import canonical, quiet_rdkit, to_mol
+from molvae.chem import canonical, to_mol
 from molvae.optimization.crossover import _odd, _small_ring
-from molvae.optimization.graph_mutations import _free
+from molvae.optimization.graph_mutations import _free, new_children
 
 __all__ = ["GROUPS", "SubstituentMutator"]
 
@@ -135,11 +135,6 @@ class SubstituentMutator:
 
     def mutate(self, parents: Sequence[str], exclude: Mapping[str, Any] | set[str]) -> list[str]:
         """New children (not in ``exclude``, not a parent, no repeats) of ``parents``, one try-set each."""
-        out: dict[str, None] = {}
-        with quiet_rdkit():
-            for p in parents:
-                smi = self.child(p)
-                if smi and smi not in exclude and smi not in out:
-                    out[smi] = None
+        out = new_children(self.child, parents, exclude)
         self.last_n_new = len(out)
-        return list(out)
+        return out
