@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 import selfies as sf
 
-from molvae.chem import MAX_SMILES_LENGTH, canonical, standardize
+from molvae.chem import MAX_SMILES_LENGTH, canonical, standardize, to_mol
 from molvae.utils.io import atomic_write
 from molvae.utils.parallel import chunked_map
 
 __all__ = ["SelfiesTokenizer", "TokenizationError", "EncodedBatch", "SPECIAL_TOKENS", "is_faithful", "decode_strings",
-           "element_sequence"]
+           "selfies_to_mol", "element_sequence"]
 
 logger = logging.getLogger(__name__)
 
@@ -365,6 +365,13 @@ def selfies_to_smiles(selfies: str) -> str | None:
     return canonical(smi) if smi else None
 
 
+def selfies_to_mol(selfies: str):
+    """The sanitized RDKit molecule a SELFIES string decodes to, or ``None``: one parse, for
+    callers that need both the molecule and its canonical SMILES."""
+    smi = _sf_decode(selfies)
+    return to_mol(smi) if smi else None
+
+
 def is_faithful(selfies: str, smiles: str | None) -> bool:
     """Whether a generated SELFIES string is the one the tokenizer itself gives its molecule.
 
@@ -422,11 +429,13 @@ def _decoded_faithful(selfies: str, decoded: str | None, smiles: str | None) -> 
     return _spells(selfies, smiles, strict=False)
 
 
-def decode_strings(selfies: list[str]) -> list[tuple[str | None, bool]]:
-    """``(canonical SMILES or None, faithful)`` of each SELFIES string (see :func:`is_faithful`)."""
+def decode_strings(selfies: list[str], faithful: bool = True) -> list[tuple[str | None, bool | None]]:
+    """``(canonical SMILES or None, faithful)`` of each SELFIES string (see :func:`is_faithful`);
+    ``faithful=False`` leaves the check out (``None`` in its place) for callers that only need the
+    molecules, such as the optimizer's greedy decoding (the check is about a third of the string work)."""
     out = []
     for s in selfies:
         decoded = _sf_decode(s)
         smi = canonical(decoded) if decoded else None
-        out.append((smi, _decoded_faithful(s, decoded, smi)))
+        out.append((smi, _decoded_faithful(s, decoded, smi) if faithful else None))
     return out

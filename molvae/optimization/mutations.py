@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import selfies as sf
+from rdkit import Chem
 
-from molvae.chem import to_mol
-from molvae.tokenizer import SPECIAL_TOKENS, selfies_to_smiles
+from molvae.tokenizer import SPECIAL_TOKENS, selfies_to_mol
 
 __all__ = ["SelfiesMutator"]
 
@@ -58,13 +58,18 @@ class SelfiesMutator:
             toks = self.tokens(p)
             if not toks or not self.alphabet:
                 continue
-            smi = selfies_to_smiles("".join(self.edit(toks)))
+            mol = selfies_to_mol("".join(self.edit(toks)))  # parsed once: canonical SMILES and radicals
+            if mol is None:
+                continue
+            try:
+                smi = Chem.MolToSmiles(mol)  # what molvae.chem.canonical writes
+            except Exception:
+                continue
             if not smi or smi in exclude or smi == p or smi in out:
                 continue
-            mol = to_mol(smi)
             # SELFIES keeps valences legal by leaving radicals where an edit removed a bond:
             # not molecules anyone wants (nor in the model's vocabulary)
-            if mol is not None and not any(a.GetNumRadicalElectrons() for a in mol.GetAtoms()):
+            if not any(a.GetNumRadicalElectrons() for a in mol.GetAtoms()):
                 out[smi] = None
         self.last_n_new = len(out)
         return list(out)

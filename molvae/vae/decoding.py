@@ -8,6 +8,7 @@ and ends every row with ``<eos>``, so every row decodes to a molecule.
 
 from __future__ import annotations
 
+import functools
 import math
 
 from typing import TYPE_CHECKING
@@ -258,18 +259,21 @@ def beam_search(
     return seqs.view(b, k, -1)[:, 0]
 
 
-def _start_decoding(model: MolVAE, ids: np.ndarray):
-    """Hand the id rows' new SELFIES to the worker pool; returns what :func:`_finish_decoding` needs."""
+def _start_decoding(model: MolVAE, ids: np.ndarray, check_faithful: bool = True):
+    """Hand the id rows' new SELFIES to the worker pool; returns what :func:`_finish_decoding` needs.
+    ``check_faithful=False``: strings new to the cache are decoded without the faithfulness check."""
     selfies = model.tokenizer.decode_selfies(ids)
     # SELFIES -> canonical SMILES is pure and costs about as much as the GRU step per molecule;
     # nearby latent points (optimization, neighbours) decode to the same strings often
     cache = model.__dict__.setdefault("_smiles_cache", {})
     if len(cache) > _SMILES_CACHE_SIZE:
         cache.clear()
-    todo = list(dict.fromkeys(s for s in selfies if s not in cache))
+    # a string cached without its check is decoded again when the check is wanted
+    todo = list(dict.fromkeys(s for s in selfies if s not in cache or (check_faithful and cache[s][1] is None)))
+    work = decode_strings if check_faithful else functools.partial(decode_strings, faithful=False)
     # large batches (sampling) go to forked worker processes (molvae.utils.parallel) while the
     # calling process generates the next batch
-    return selfies, todo, submit_chunks(decode_strings, todo, min_chunk=512)
+    return selfies, todo, submit_chunks(work, todo, min_chunk=512)
 
 
 def _finish_decoding(model: MolVAE, selfies: list[str], todo: list[str], results) -> tuple[list, list, list]:
@@ -324,6 +328,7 @@ def decode_z(
     precision: str = "auto",
     condition=None,
     guidance: float = 0.0,
+    check_faithful: bool = True,
 ) -> pd.DataFrame:
     """Decode latent points (N, D) -> DataFrame (smiles, selfies, valid, faithful, nll).
 
@@ -333,7 +338,9 @@ def decode_z(
     ``guidance``: classifier-free guidance weight for a condition (:func:`generate`; not with beam).
 
     ``faithful``: the SELFIES string is the tokenizer's own spelling of its molecule
-    (:func:`molvae.tokenizer.is_faithful`), i.e. SELFIES did not repair it.
+    (:func:`molvae.tokenizer.is_faithful`), i.e. SELFIES did not repair it;
+    ``check_faithful=False`` skips that check (the column is then None where it was not
+    computed before), for callers that need only the molecules.
     ``precision``: ``auto`` runs ``method="sample"`` under bfloat16 autocast where the
     device does bf16 natively (about 3x faster on an AVX-512-BF16 CPU) and everything else
     in float32; ``fp32`` or ``bf16`` force one.
@@ -364,7 +371,7 @@ def decode_z(
                 with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
                     ids, nll = generate(model, zb, method=method, temperature=temperature, generator=gen, condition=cb,
                                         guidance=guidance)
-            started = _start_decoding(model, ids.cpu().numpy())
+            started = _start_decoding(model, ids.cpu().numpy(), check_faithful)
             if pending is not None:
                 frames.append(_frame(*_finish_decoding(model, *pending[0]), pending[1]))
             pending = (started, nll.cpu().numpy())

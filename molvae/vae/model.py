@@ -212,6 +212,7 @@ class MolVAE(nn.Module):
 
     def decode(self, z: np.ndarray | torch.Tensor, method: str = "greedy", **kwargs) -> list[str]:
         """Latent points (N, D) -> N canonical SMILES (greedy by default; ``kwargs`` as in :meth:`decode_z`)."""
+        kwargs.setdefault("check_faithful", False)  # only the molecules are returned
         return self.decode_z(z, method=method, **kwargs)["smiles"].tolist()
 
     # ------------------------------------------------------------------ sampling (molvae.vae.sampling)

@@ -90,6 +90,23 @@ def test_decoding_many_strings_agrees_with_the_rule_on_real_samples_and_spelling
     assert 300 < n_faithful < len(strings) - 300  # both kinds are well represented
 
 
+def test_decoding_without_the_check_gives_the_same_molecules_and_checks_later_when_asked(shipped):
+    strings = ["[C][C][O]", "[O][C][C]", "[C][C][=O][=C]"]
+    assert decode_strings(strings, faithful=False) == [("CCO", None), ("CCO", None), ("CC=O", None)]
+    assert decode_strings(strings) == [("CCO", True), ("CCO", False), ("CC=O", False)]
+    # the optimizer's greedy decode (model.decode) skips the check; decode_z then still gives
+    # every string's verdict, also for strings the cache holds without one
+    z = torch.randn(64, shipped.latent_dim, generator=torch.Generator().manual_seed(11)).numpy()
+    shipped.__dict__.pop("_smiles_cache", None)
+    smiles = shipped.decode(z)
+    assert all(hit[1] is None for hit in shipped.__dict__["_smiles_cache"].values())
+    df = shipped.decode_z(z)
+    assert df["smiles"].tolist() == smiles
+    assert df["faithful"].map(type).eq(bool).all()
+    assert df["faithful"].tolist() == [is_faithful(s, smi or None) for s, smi in zip(df["selfies"], df["smiles"])]
+    assert shipped.decode_z(z, check_faithful=False)["faithful"].tolist() == df["faithful"].tolist()  # cached
+
+
 # ----------------------------------------------------------------------------- sampling
 def test_faithful_sampling_returns_n_faithful_molecules(shipped):
     df = shipped.sample(300, seed=0, progress=False)
