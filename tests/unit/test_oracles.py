@@ -276,3 +276,30 @@ def test_a_pmo_task_is_an_objective_by_name():
     assert err is None and values[0] == pytest.approx(1.0) and np.isnan(values[1])
     with pytest.raises(ValueError, match="PMO task"):
         _parse_objectives("no_such_task", "maximize")
+
+
+def test_pmo_paired_script_pairs_runs_by_task_and_seed(tmp_path):
+    paired = load_benchmark("pmo_paired")
+    base = "budget=10000 strategy=trust_region batch_size=32 model=moses"
+
+    def write(out_dir, option, aucs):
+        out_dir.mkdir()
+        runs = {}
+        for (oracle, seed), auc in aucs.items():
+            runs[f"{base}{option} oracle={oracle} seed={seed}"] = {"auc_top10": auc}
+            (out_dir / f"{oracle}-seed{seed}.csv").write_text(f"call,best,top10_mean\n500,1,{auc / 2}\n1000,1,{auc}\n")
+        # a run of another setting in the same file must be left out
+        runs[f"{base} n_candidates=2048 oracle=qed seed=0"] = {"auc_top10": 0.0}
+        (out_dir / "runs.json").write_text(json.dumps({"runs": runs, "screening": None}))
+
+    write(tmp_path / "a", "", {("qed", 0): 0.90, ("median1", 0): 0.30, ("median1", 1): 0.34, ("deco_hop", 2): 0.6})
+    write(tmp_path / "b", " n_start=100", {("qed", 0): 0.92, ("median1", 0): 0.36, ("median1", 1): 0.30})
+    a = paired.select(tmp_path / "a", [], 10_000)
+    b = paired.select(tmp_path / "b", ["n_start=100"], 10_000)
+    assert set(a) == {("qed", 0), ("median1", 0), ("median1", 1), ("deco_hop", 2)} and len(b) == 3
+    assert paired.select(tmp_path / "b", [], 10_000) == {}  # its runs all have an option
+    text = paired.table(tmp_path / "a", a, tmp_path / "b", b, [500, 1000])
+    assert "| median1 | 0,1 | 0.320 | 0.330 | +0.060 / -0.040 | 0.160 / 0.165 | 0.320 / 0.330 |" in text
+    assert "| qed | 0 | 0.900 | 0.920 | +0.020 |" in text and "deco_hop" not in text  # no pair
+    assert "seed 0: 2 of the 16 comparable tasks on both sides; sum a 1.200, b 1.280, b - a +0.080" in text
+    assert "all 3 pairs: mean b - a +0.0133 a run" in text

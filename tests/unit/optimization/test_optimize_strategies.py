@@ -27,6 +27,22 @@ def test_default_batch_size_shrinks_only_for_small_trust_region_budgets():
     assert default_batch_size(50, "optuna") == default_batch_size(50, "gradient") == 32
 
 
+def test_default_start_is_a_twentieth_of_the_budget():
+    from molvae.optimization.run import default_n_start
+
+    assert [default_n_start(b, 32) for b in (10, 50, 500, 1000, 2000, 3000, 10_000)] == [5, 25, 32, 50, 100, 150, 500]
+    assert default_n_start(1000, 200) == 200  # at least one round
+    assert default_n_start(3, 2) == 1  # at most half the budget, at least one molecule
+
+
+def test_without_start_molecules_the_run_scores_the_default_number_of_prior_draws_first(search_model):
+    res = optimize(search_model, "qed", budget=80, seed=0, batch_size=4, progress=False)
+    s = scored(res).sort_values("call")
+    starts = s[s["source"] == "start"]
+    assert len(starts) == 4  # default_n_start(80, 4): max(4, 80 // 20)
+    assert starts["call"].max() == 4 and (s.loc[s["source"] != "start", "call"] > 4).all()
+
+
 @pytest.mark.parametrize("batch_size, n_candidates", [(None, 256), (2, 256), (3, 512)])
 def test_rounds_of_two_rank_fewer_candidates(search_model, batch_size, n_candidates):
     res = optimize(search_model, "qed", budget=12, seed=0, batch_size=batch_size, progress=False)
