@@ -313,9 +313,9 @@ def default_n_start(budget: int, batch_size: int) -> int:
     scored: at PMO's 10,000 calls the 500 of the default leave every task's curve flat until
     call 500.  Starting the search after 100 instead (``n_start=100``) measured at 10,000 calls
     on 14 PMO tasks, seed 0: a higher top-10 at call 500 on every task that is not flat, and an
-    AUC top-10 sum 0.07 higher (0.005 a task), inside the noise of single runs; a smaller start
-    also ended lower on 5 of the 13 tasks, so the default stays (``docs/optimization.md``,
-    "Start molecules").
+    AUC top-10 sum 0.07 higher (0.005 a task), inside the noise of single runs; the smaller
+    start ended lower on 8 of the 13 tasks that move, so the default stays
+    (``docs/optimization.md``, "Start molecules").
     """
     budget, batch_size = int(budget), int(batch_size)
     return int(max(1, min(max(batch_size, budget // 20), budget // 2)))
