@@ -71,9 +71,10 @@ def table(a_dir: Path, a: dict, b_dir: Path, b: dict, calls: list[int]) -> str:
         ub = [b[(oracle, s)]["auc_top10"] for s in seeds]
         diffs = " / ".join(f"{y - x:+.3f}" for x, y in zip(ua, ub))
         cells = [oracle, ",".join(map(str, seeds)), f"{sum(ua) / len(ua):.3f}", f"{sum(ub) / len(ub):.3f}", diffs]
-        for i, _ in enumerate(calls):
-            ta = [top10_at(a_dir, oracle, s, calls)[i] for s in seeds]
-            tb = [top10_at(b_dir, oracle, s, calls)[i] for s in seeds]
+        curves_a = [top10_at(a_dir, oracle, s, calls) for s in seeds]  # each curve file read once
+        curves_b = [top10_at(b_dir, oracle, s, calls) for s in seeds]
+        for i in range(len(calls)):
+            ta, tb = [c[i] for c in curves_a], [c[i] for c in curves_b]
             if None in ta or None in tb:
                 cells.append("-")
             else:
@@ -86,9 +87,8 @@ def table(a_dir: Path, a: dict, b_dir: Path, b: dict, calls: list[int]) -> str:
         sb = sum(b[(o, seed)]["auc_top10"] for o in tasks)
         rows.append(f"- seed {seed}: {len(tasks)} of the 16 comparable tasks on both sides; sum a {sa:.3f}, "
                     f"b {sb:.3f}, b - a {sb - sa:+.3f}")
-    n = sum(1 for _ in pairs)
-    mean = sum(b[k]["auc_top10"] - a[k]["auc_top10"] for k in pairs) / n
-    rows.append(f"- all {n} pairs: mean b - a {mean:+.4f} a run")
+    mean = sum(b[k]["auc_top10"] - a[k]["auc_top10"] for k in pairs) / len(pairs)
+    rows.append(f"- all {len(pairs)} pairs: mean b - a {mean:+.4f} a run")
     return "\n".join(lines) + "\n\n" + "\n".join(rows)
 
 

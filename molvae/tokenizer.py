@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import selfies as sf
 
-from molvae.chem import MAX_SMILES_LENGTH, canonical, standardize, to_mol
+from molvae.chem import MAX_SMILES_LENGTH, canonical, mol_smiles, standardize, to_mol
 from molvae.utils.io import atomic_write
 from molvae.utils.parallel import chunked_map
 
@@ -359,17 +359,16 @@ def _spells(selfies: str, smiles: str | None, strict: bool) -> bool:
         return False
 
 
-def selfies_to_smiles(selfies: str) -> str | None:
-    """Canonical SMILES of a SELFIES string, or ``None`` when it decodes to no molecule."""
-    smi = _sf_decode(selfies)
-    return canonical(smi) if smi else None
-
-
 def selfies_to_mol(selfies: str):
     """The sanitized RDKit molecule a SELFIES string decodes to, or ``None``: one parse, for
-    callers that need both the molecule and its canonical SMILES."""
+    callers that need both the molecule and its canonical SMILES (:func:`molvae.chem.mol_smiles`)."""
     smi = _sf_decode(selfies)
     return to_mol(smi) if smi else None
+
+
+def selfies_to_smiles(selfies: str) -> str | None:
+    """Canonical SMILES of a SELFIES string, or ``None`` when it decodes to no molecule."""
+    return mol_smiles(selfies_to_mol(selfies))
 
 
 def is_faithful(selfies: str, smiles: str | None) -> bool:

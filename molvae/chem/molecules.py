@@ -26,7 +26,7 @@ __all__ = [
     "quiet_rdkit",
     "kept_rdkit_log",
     "to_mol",
-    "canonical",
+    "canonical", "mol_smiles",
     "canonical_many",
     "canonical_set",
     "standardize",
@@ -87,15 +87,19 @@ def to_mol(smiles: object) -> Chem.Mol | None:
     return mol
 
 
-def canonical(smiles: object, isomeric: bool = True) -> str | None:
-    """Canonical SMILES of ``smiles``, or ``None`` when RDKit cannot parse it."""
-    mol = to_mol(smiles)
+def mol_smiles(mol: Chem.Mol | None, isomeric: bool = True) -> str | None:
+    """Canonical SMILES of a parsed molecule, or ``None`` (no molecule, or RDKit cannot write it)."""
     if mol is None:
         return None
     try:
         return Chem.MolToSmiles(mol, isomericSmiles=isomeric)
     except Exception:
         return None
+
+
+def canonical(smiles: object, isomeric: bool = True) -> str | None:
+    """Canonical SMILES of ``smiles``, or ``None`` when RDKit cannot parse it."""
+    return mol_smiles(to_mol(smiles), isomeric)
 
 
 def canonical_many(

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 import selfies as sf
-from rdkit import Chem
 
+from molvae.chem import mol_smiles
 from molvae.tokenizer import SPECIAL_TOKENS, selfies_to_mol
 
 __all__ = ["SelfiesMutator"]
@@ -59,12 +59,7 @@ class SelfiesMutator:
             if not toks or not self.alphabet:
                 continue
             mol = selfies_to_mol("".join(self.edit(toks)))  # parsed once: canonical SMILES and radicals
-            if mol is None:
-                continue
-            try:
-                smi = Chem.MolToSmiles(mol)  # what molvae.chem.canonical writes
-            except Exception:
-                continue
+            smi = mol_smiles(mol)
             if not smi or smi in exclude or smi == p or smi in out:
                 continue
             # SELFIES keeps valences legal by leaving radicals where an edit removed a bond:
